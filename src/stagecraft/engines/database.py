@@ -1,0 +1,88 @@
+"""The small interface that hides dialect differences from the engines.
+
+Engines write SQL with `%s` placeholders and call these methods; nothing else in an engine
+branches on the dialect. `connect` picks the implementation from the URL scheme.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .sqlsplit import Statement
+from .urls import dialect_of
+
+
+@dataclass(frozen=True)
+class ColumnTypes:
+    text: str
+    integer: str
+    bigint: str
+    boolean: str
+    timestamp: str
+
+
+class StatementFailed(Exception):  # noqa: N818 - internal signal, converted to MigrationFailed
+    """A statement of a migration failed; `position` is a 0-based offset in the statement."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        sqlstate: str | None = None,
+        detail: str | None = None,
+        hint: str | None = None,
+        position: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.sqlstate = sqlstate
+        self.detail = detail
+        self.hint = hint
+        self.position = position
+
+
+class Database(Protocol):
+    dialect: str
+    types: ColumnTypes
+    supports_schemas: bool
+    now_sql: str  # an SQL expression for "now" as the dialect stores timestamps
+
+    def qualified(self, schema: str | None, table: str) -> str: ...
+
+    def table_exists(self, schema: str | None, table: str) -> bool: ...
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None: ...
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """One atomic unit; on SQLite it also takes the write lock at once (BEGIN IMMEDIATE)."""
+        ...
+
+    def run_lock(self, key: str, timeout: float) -> AbstractContextManager[None]:
+        """Exclude other runners for the whole run where the dialect can (an advisory lock)."""
+        ...
+
+    def split(self, script: str) -> list[Statement]: ...
+
+    def execute_statement(self, statement: Statement) -> None:
+        """Run one statement of a migration; raise StatementFailed on an SQL error."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def connect(
+    url: str, *, read_only: bool = False, connect_timeout: float = 10.0, lock_timeout: float = 60.0
+) -> Database:
+    """Open a database by URL. `read_only` connections never create or change anything."""
+    module = importlib.import_module(f"{__package__}.{dialect_of(url)}")
+    database: Database = module.open_database(
+        url, read_only=read_only, connect_timeout=connect_timeout, lock_timeout=lock_timeout
+    )
+    return database
+
