@@ -57,6 +57,12 @@ class PostgresDatabase:
         rows = self.query("SELECT to_regclass(%s) IS NOT NULL", (self.qualified(schema, table),))
         return bool(rows[0][0])
 
+    def table_names(self) -> set[str]:
+        rows = self.query(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+        )
+        return {name for (name,) in rows}
+
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         try:
             self._cursor.execute(sql.encode(), params or None)

@@ -64,6 +64,12 @@ class SqliteDatabase:
         rows = self.query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = %s", (table,))
         return bool(rows)
 
+    def table_names(self) -> set[str]:
+        rows = self.query(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        )
+        return {name for (name,) in rows}
+
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self._connection.execute(sql.replace("%s", "?"), tuple(params)).fetchall()
 

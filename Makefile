@@ -1,0 +1,45 @@
+# The README's commands. Everything installs itself: a fresh machine needs only Python 3.11+,
+# Node.js with npm, and root or PostgreSQL already installed.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PYTEST_WORKERS ?= 2
+
+.PHONY: demo test lint check-types pytest bench deps postgres node-tools clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+deps: $(VENV)/.installed
+
+postgres:
+	@scripts/ensure-postgres.sh
+
+tools/node/node_modules/.installed: tools/node/package.json tools/node/package-lock.json
+	cd tools/node && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+node-tools: tools/node/node_modules/.installed
+
+lint: deps
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+pytest: deps postgres node-tools
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup
+
+test: lint pytest
+
+demo: deps
+	$(BIN)/python examples/demo.py
+
+bench: deps postgres node-tools
+	$(BIN)/python bench/bench_raw.py
+
+clean:
+	rm -rf $(VENV) tools/node/node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis
