@@ -77,7 +77,11 @@ class ConfigIssue:
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where}: {self.yaml_path}: {self.message}" if self.yaml_path else f"{where}: {self.message}"
+        return (
+            f"{where}: {self.yaml_path}: {self.message}"
+            if self.yaml_path
+            else f"{where}: {self.message}"
+        )
 
 
 class ConfigError(StagecraftError):
@@ -97,14 +101,26 @@ class LoadedConfig:
             if len(names) == 1:
                 return names[0], self.config.databases[names[0]]
             raise ConfigError(
-                [ConfigIssue(str(self.file), "databases", None,
-                             f"several databases are configured ({', '.join(names)}); "
-                             "choose one with --database")]
+                [
+                    ConfigIssue(
+                        str(self.file),
+                        "databases",
+                        None,
+                        f"several databases are configured ({', '.join(names)}); "
+                        "choose one with --database",
+                    )
+                ]
             )
         if name not in self.config.databases:
             raise ConfigError(
-                [ConfigIssue(str(self.file), "databases", None,
-                             f"no database named {name!r}; configured: {', '.join(names)}")]
+                [
+                    ConfigIssue(
+                        str(self.file),
+                        "databases",
+                        None,
+                        f"no database named {name!r}; configured: {', '.join(names)}",
+                    )
+                ]
             )
         return name, self.config.databases[name]
 
@@ -133,7 +149,7 @@ def _registry_issues(data: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...
     problems are reported together with any structural ones."""
     issues: list[tuple[tuple[str | int, ...], str]] = []
     databases = data.get("databases")
-    for name, database in (databases.items() if isinstance(databases, Mapping) else ()):
+    for name, database in databases.items() if isinstance(databases, Mapping) else ():
         migrations = database.get("migrations") if isinstance(database, Mapping) else None
         engine_id = migrations.get("engine") if isinstance(migrations, Mapping) else None
         if not isinstance(engine_id, str) or not engine_id.strip():

@@ -90,7 +90,7 @@ def running_server(*, durable: bool = False) -> Iterator[PostgresServer]:
     """
     bindir = find_bindir()
     root = Path(tempfile.mkdtemp(prefix="stagecraft-pg-"))
-    os.chmod(root, 0o755)
+    os.chmod(root, 0o755)  # noqa: S103 - the postgres user must reach its data folder
     datadir, sockets = root / "data", root / "sockets"
     for folder in (datadir, sockets):
         folder.mkdir()
@@ -100,34 +100,78 @@ def running_server(*, durable: bool = False) -> Iterator[PostgresServer]:
     os.chmod(password_file, 0o644)
     subprocess.run(
         _as_server_user(
-            [str(bindir / "initdb"), "-D", str(datadir), "-U", SUPERUSER, "-A", "scram-sha-256",
-             f"--pwfile={password_file}", "--no-sync", "-E", "UTF8", "--locale=C"]
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(datadir),
+                "-U",
+                SUPERUSER,
+                "-A",
+                "scram-sha-256",
+                f"--pwfile={password_file}",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            ]
         ),
-        check=True, capture_output=True, cwd=root,
+        check=True,
+        capture_output=True,
+        cwd=root,
     )
     port = free_port()
     settings = [
-        "-c", "listen_addresses=127.0.0.1", "-c", f"port={port}",
-        "-c", f"unix_socket_directories={sockets}", "-c", "max_connections=200",
+        "-c",
+        "listen_addresses=127.0.0.1",
+        "-c",
+        f"port={port}",
+        "-c",
+        f"unix_socket_directories={sockets}",
+        "-c",
+        "max_connections=200",
     ]
     if not durable:
-        settings += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+        settings += [
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+        ]
     log = root / "server.log"
     log.touch()
     _give_to_server_user(log)
     subprocess.run(
         _as_server_user(
-            [str(bindir / "pg_ctl"), "start", "-w", "-t", "60", "-D", str(datadir), "-l", str(log),
-             "-o", " ".join(settings)]
+            [
+                str(bindir / "pg_ctl"),
+                "start",
+                "-w",
+                "-t",
+                "60",
+                "-D",
+                str(datadir),
+                "-l",
+                str(log),
+                "-o",
+                " ".join(settings),
+            ]
         ),
-        check=True, capture_output=True, cwd=root,
+        check=True,
+        capture_output=True,
+        cwd=root,
     )
     try:
         yield PostgresServer("127.0.0.1", port, datadir)
     finally:
         subprocess.run(
-            _as_server_user([str(bindir / "pg_ctl"), "stop", "-D", str(datadir), "-m", "immediate"]),
-            check=False, capture_output=True, cwd=root,
+            _as_server_user(
+                [str(bindir / "pg_ctl"), "stop", "-D", str(datadir), "-m", "immediate"]
+            ),
+            check=False,
+            capture_output=True,
+            cwd=root,
         )
         time.sleep(0.05)
         shutil.rmtree(root, ignore_errors=True)

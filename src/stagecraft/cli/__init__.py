@@ -51,8 +51,14 @@ def config() -> None:
 
 
 @config.command("validate")
-@click.option("--config", "-c", "path", default="stagecraft.yml", show_default=True,
-              type=click.Path(dir_okay=False))
+@click.option(
+    "--config",
+    "-c",
+    "path",
+    default="stagecraft.yml",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+)
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @reports_errors
 def validate_config(path: str, output: str) -> None:

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import sys
 from contextlib import nullcontext
-from pathlib import Path
 from typing import Any
 
 import click
 
-from ..engines.base import ALLOWABLE_PROBLEMS, PlanOptions, ProblemKind, Resolution, RunOptions, SupportsResolve
+from ..engines.base import (
+    ALLOWABLE_PROBLEMS,
+    PlanOptions,
+    ProblemKind,
+    Resolution,
+    RunOptions,
+    SupportsResolve,
+)
 from ..engines.errors import ResolveError, StagecraftError
 from .common import fail, reports_errors, target_options
 from .output import (
@@ -26,12 +32,19 @@ from .output import (
 from .target import Target, resolve_target
 
 _ALLOW_FLAGS = [
-    click.option("--allow-checksum-mismatch", is_flag=True,
-                 help="Run even though applied migrations were edited."),
-    click.option("--allow-missing", is_flag=True,
-                 help="Run even though applied migrations' files are gone."),
-    click.option("--allow-out-of-order", is_flag=True,
-                 help="Apply new migrations that sort before the last applied one."),
+    click.option(
+        "--allow-checksum-mismatch",
+        is_flag=True,
+        help="Run even though applied migrations were edited.",
+    ),
+    click.option(
+        "--allow-missing", is_flag=True, help="Run even though applied migrations' files are gone."
+    ),
+    click.option(
+        "--allow-out-of-order",
+        is_flag=True,
+        help="Apply new migrations that sort before the last applied one.",
+    ),
 ]
 
 
@@ -46,14 +59,22 @@ def _allow(kwargs: dict[str, Any]) -> frozenset[str]:
 
 def _target(kwargs: dict[str, Any]) -> Target:
     return resolve_target(
-        config=kwargs["config"], database=kwargs["database"], engine=kwargs["engine"],
-        path=kwargs["path"], database_url=kwargs["database_url"], option_pairs=kwargs["option_pairs"],
+        config=kwargs["config"],
+        database=kwargs["database"],
+        engine=kwargs["engine"],
+        path=kwargs["path"],
+        database_url=kwargs["database_url"],
+        option_pairs=kwargs["option_pairs"],
     )
 
 
 def _plan_options(target: Target, kwargs: dict[str, Any]) -> PlanOptions:
-    return PlanOptions(path=target.path, database_url=target.database_url, options=target.options,
-                       lock_timeout=kwargs["lock_timeout"])
+    return PlanOptions(
+        path=target.path,
+        database_url=target.database_url,
+        options=target.options,
+        lock_timeout=kwargs["lock_timeout"],
+    )
 
 
 @click.group()
@@ -98,8 +119,11 @@ def status(**kwargs: Any) -> None:
 @_ALLOW_FLAGS[1]
 @_ALLOW_FLAGS[2]
 @click.option("--dry-run", is_flag=True, help="Plan under the lock and stop; change nothing.")
-@click.option("--expect-plan", metavar="FINGERPRINT",
-              help="Refuse unless the pending migrations are exactly the reviewed plan.")
+@click.option(
+    "--expect-plan",
+    metavar="FINGERPRINT",
+    help="Refuse unless the pending migrations are exactly the reviewed plan.",
+)
 @reports_errors
 def run(**kwargs: Any) -> None:
     """Apply pending migrations, each in its own transaction with its tracking row."""
@@ -111,9 +135,14 @@ def run(**kwargs: Any) -> None:
         progress = TerminalProgress() if sys.stdout.isatty() else PlainProgress()
     base = _plan_options(target, kwargs)
     options = RunOptions(
-        path=base.path, database_url=base.database_url, options=base.options,
-        lock_timeout=base.lock_timeout, allow=allow, expected_plan=kwargs["expect_plan"],
-        dry_run=kwargs["dry_run"], progress=progress,
+        path=base.path,
+        database_url=base.database_url,
+        options=base.options,
+        lock_timeout=base.lock_timeout,
+        allow=allow,
+        expected_plan=kwargs["expect_plan"],
+        dry_run=kwargs["dry_run"],
+        progress=progress,
     )
     try:
         with progress if isinstance(progress, TerminalProgress) else nullcontext():
@@ -136,12 +165,26 @@ def _resolvable(target: Target) -> SupportsResolve:
 
 @migrate.command()
 @target_options
-@click.option("--migration", "-m", "migration", required=True, metavar="ID",
-              help="The migration to resolve (file name, .sql optional).")
-@click.option("--applied", "outcome", flag_value=Resolution.APPLIED.value,
-              help="It is done (finished by hand, or its edited file is accepted).")
-@click.option("--rolled-back", "outcome", flag_value=Resolution.ROLLED_BACK.value,
-              help="It was undone by hand: forget the dirty record so it runs again.")
+@click.option(
+    "--migration",
+    "-m",
+    "migration",
+    required=True,
+    metavar="ID",
+    help="The migration to resolve (file name, .sql optional).",
+)
+@click.option(
+    "--applied",
+    "outcome",
+    flag_value=Resolution.APPLIED.value,
+    help="It is done (finished by hand, or its edited file is accepted).",
+)
+@click.option(
+    "--rolled-back",
+    "outcome",
+    flag_value=Resolution.ROLLED_BACK.value,
+    help="It was undone by hand: forget the dirty record so it runs again.",
+)
 @reports_errors
 def resolve(**kwargs: Any) -> None:
     """Clear a dirty record, or accept an edited file, after checking the database by hand."""
@@ -159,8 +202,13 @@ def resolve(**kwargs: Any) -> None:
 
 @migrate.command()
 @target_options
-@click.option("--to", "up_to", required=True, metavar="ID",
-              help="The last migration the existing database already contains.")
+@click.option(
+    "--to",
+    "up_to",
+    required=True,
+    metavar="ID",
+    help="The last migration the existing database already contains.",
+)
 @reports_errors
 def baseline(**kwargs: Any) -> None:
     """Record every migration up to --to as applied without running it (adopting a database)."""

@@ -88,8 +88,16 @@ def status_rows(plan: Plan) -> list[dict[str, Any]]:
             state = "edited"
         rows.append({**applied.to_dict(), "state": state})
     for migration in plan.pending:
-        rows.append({"id": migration.id, "state": "pending", "applied_at": None, "execution_ms": None,
-                     "checksum": migration.checksum, "dirty": False})
+        rows.append(
+            {
+                "id": migration.id,
+                "state": "pending",
+                "applied_at": None,
+                "execution_ms": None,
+                "checksum": migration.checksum,
+                "dirty": False,
+            }
+        )
     return rows
 
 
@@ -100,10 +108,14 @@ def print_status(plan: Plan, url: str, path: str) -> None:
     click.echo(f"{'migration'.ljust(width)}  {'state':<12}  applied at")
     for row in rows:
         click.echo(f"{row['id'].ljust(width)}  {row['state']:<12}  {row['applied_at'] or '-'}")
-    click.echo(f"{len(plan.applied)} applied, {len(plan.pending)} pending, {len(plan.problems)} problem(s)")
+    click.echo(
+        f"{len(plan.applied)} applied, {len(plan.pending)} pending, {len(plan.problems)} problem(s)"
+    )
 
 
-def run_document(report: RunReport | None, url: str, error: StagecraftError | None) -> dict[str, Any]:
+def run_document(
+    report: RunReport | None, url: str, error: StagecraftError | None
+) -> dict[str, Any]:
     document: dict[str, Any] = {
         "kind": "run",
         "database": redact_url(url),
@@ -121,14 +133,18 @@ def run_document(report: RunReport | None, url: str, error: StagecraftError | No
 
 def print_run(report: RunReport) -> None:
     if report.dry_run:
-        click.echo(f"dry run: {len(report.plan.pending)} migration(s) would be applied "
-                   f"(plan {report.plan.fingerprint}); nothing was changed")
+        click.echo(
+            f"dry run: {len(report.plan.pending)} migration(s) would be applied "
+            f"(plan {report.plan.fingerprint}); nothing was changed"
+        )
         for migration in report.plan.pending:
             click.echo(f"  {migration.id}")
         return
     total_ms = sum(applied.duration_ms for applied in report.applied)
     if report.applied:
-        click.echo(f"applied {len(report.applied)} migration(s) in {total_ms} ms; database is up to date")
+        click.echo(
+            f"applied {len(report.applied)} migration(s) in {total_ms} ms; database is up to date"
+        )
     else:
         click.echo("nothing to apply; database is up to date")
     if report.skipped:
@@ -145,8 +161,11 @@ class PlainProgress:
         del migration, index, total
 
     def finished(self, migration: Migration, index: int, total: int, duration_ms: int) -> None:
-        print(f"[{index}/{total}] applied {migration.id} ({duration_ms} ms)", file=self.stream,
-              flush=True)
+        print(
+            f"[{index}/{total}] applied {migration.id} ({duration_ms} ms)",
+            file=self.stream,
+            flush=True,
+        )
 
 
 class TerminalProgress:
@@ -162,7 +181,10 @@ class TerminalProgress:
         )
 
         self._progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
             transient=True,
         )
         self._task: Any = None

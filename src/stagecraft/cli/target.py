@@ -54,7 +54,9 @@ def resolve_target(
             options=parse_option_pairs(option_pairs),
         )
     if engine or path or option_pairs:
-        raise UsageProblem("--config takes engine, path and options from the file; drop --engine/--path/--option")
+        raise UsageProblem(
+            "--config takes engine, path and options from the file; drop --engine/--path/--option"
+        )
     from ..config import load_config  # pydantic loads only when a config file is used
 
     loaded = load_config(config)

@@ -110,10 +110,12 @@ class Plan:
 
     @property
     def fingerprint(self) -> str:
-        """Short hash of the pending migrations and their contents, for binding a run to a review."""
+        """Short hash of the pending migrations and their contents: binds a run to a review."""
         digest = hashlib.sha256(self.engine.encode())
         for migration in self.pending:
-            digest.update(b"\0" + migration.id.encode() + b"\0" + (migration.checksum or "").encode())
+            digest.update(
+                b"\0" + migration.id.encode() + b"\0" + (migration.checksum or "").encode()
+            )
         return digest.hexdigest()[:16]
 
     def blocking_problems(self, allow: frozenset[str] = frozenset()) -> list[Problem]:

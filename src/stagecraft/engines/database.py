@@ -25,7 +25,7 @@ class ColumnTypes:
     timestamp: str
 
 
-class StatementFailed(Exception):  # noqa: N818 - internal signal, converted to MigrationFailed
+class StatementFailed(Exception):
     """A statement of a migration failed; `position` is a 0-based offset in the statement."""
 
     def __init__(
@@ -89,4 +89,3 @@ def connect(
         url, read_only=read_only, connect_timeout=connect_timeout, lock_timeout=lock_timeout
     )
     return database
-

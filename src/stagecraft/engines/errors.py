@@ -153,4 +153,3 @@ class PlanChanged(StagecraftError):
 
 class ResolveError(StagecraftError):
     """`migrate resolve` or `migrate baseline` was asked for something that does not apply."""
-

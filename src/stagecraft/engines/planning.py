@@ -7,8 +7,12 @@ it does no I/O, so the rules are tested in memory.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .base import AppliedMigration, Migration, Plan, Problem, ProblemKind
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsDunderLT
 
 
 def dirty_message(migration_id: str, resolve_command: str) -> str:
@@ -24,7 +28,7 @@ def compare_by_identity(
     found: Sequence[Migration],
     recorded: Sequence[AppliedMigration],
     *,
-    sort_key: Callable[[str], object],
+    sort_key: Callable[[str], SupportsDunderLT[Any]],
     resolve_command: str = "stagecraft migrate resolve",
 ) -> Plan:
     """Pending = found migrations without a row, in the order found; plus every problem."""
@@ -70,4 +74,6 @@ def compare_by_identity(
                         "applied; rename it to sort last, or allow out-of-order for this run",
                     )
                 )
-    return Plan(engine=engine_id, pending=pending, applied=tuple(recorded), problems=tuple(problems))
+    return Plan(
+        engine=engine_id, pending=pending, applied=tuple(recorded), problems=tuple(problems)
+    )

@@ -58,9 +58,7 @@ class PostgresDatabase:
         return bool(rows[0][0])
 
     def table_names(self) -> set[str]:
-        rows = self.query(
-            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
-        )
+        rows = self.query("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
         return {name for (name,) in rows}
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:

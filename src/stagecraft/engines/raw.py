@@ -27,7 +27,14 @@ from .base import (
     RunReport,
 )
 from .database import Database, connect
-from .errors import InvalidOptions, MigrationFailed, MigrationSourceError, PlanChanged, ResolveError, RunRefused
+from .errors import (
+    InvalidOptions,
+    MigrationFailed,
+    MigrationSourceError,
+    PlanChanged,
+    ResolveError,
+    RunRefused,
+)
 from .errors import RefusalReason as Reason
 from .options import FORBID_UNKNOWN_FIELDS, parse_options
 from .planning import compare_by_identity
@@ -172,9 +179,7 @@ class RawEngine:
     def plan(self, opts: PlanOptions) -> Plan:
         options = self.parse_options(opts.options)
         found = find_migrations(opts.path)
-        database = connect(
-            opts.database_url, read_only=True, connect_timeout=opts.connect_timeout
-        )
+        database = connect(opts.database_url, read_only=True, connect_timeout=opts.connect_timeout)
         try:
             return self._plan_with(_TrackingTable(database, options), found)
         finally:
@@ -256,7 +261,8 @@ def _resolve_row(
             )
         tracking.delete(version)
         return f"{version}: dirty record removed; it is pending again"
-    assert migration is not None and migration.checksum is not None  # _version_named found it
+    assert migration is not None
+    assert migration.checksum is not None
     if row is None:
         tracking.insert(migration, 0, success=True, method="resolve")
         return f"{version}: recorded as applied without running it"
@@ -298,7 +304,8 @@ class _Applier:
             prepared.append((migration, script, scripts.prepare(self.db, migration, script)))
         if plan.pending:
             self.tracking.ensure()
-        applied, skipped = [], []
+        applied: list[AppliedResult] = []
+        skipped: list[str] = []
         for index, (migration, script, statements) in enumerate(prepared, start=1):
             if self.progress:
                 self.progress.started(migration, index, len(prepared))
@@ -350,5 +357,7 @@ class _Applier:
         )
         duration = _elapsed_ms(started)
         with self.db.transaction():
-            self.tracking.update(migration.id, checksum=migration.checksum, ms=duration, method="run")
+            self.tracking.update(
+                migration.id, checksum=migration.checksum, ms=duration, method="run"
+            )
         return duration

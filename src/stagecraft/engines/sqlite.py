@@ -61,7 +61,9 @@ class SqliteDatabase:
         return '"' + table.replace('"', '""') + '"'
 
     def table_exists(self, schema: str | None, table: str) -> bool:
-        rows = self.query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = %s", (table,))
+        rows = self.query(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = %s", (table,)
+        )
         return bool(rows)
 
     def table_names(self) -> set[str]:
@@ -123,7 +125,11 @@ def open_database(
     try:
         if read_only:
             # A plan must not create the file; a missing file reads as an empty database.
-            target = f"file:{quote(Path(path).as_posix())}?mode=ro" if Path(path).exists() else ":memory:"
+            target = (
+                f"file:{quote(Path(path).as_posix())}?mode=ro"
+                if Path(path).exists()
+                else ":memory:"
+            )
             connection = sqlite3.connect(
                 target, uri=True, timeout=lock_timeout, isolation_level=None
             )
