@@ -1,0 +1,1 @@
+"""The kopf operator: DatabaseMigration resources into migration Jobs, sequenced around rollouts."""
