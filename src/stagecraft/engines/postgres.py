@@ -16,6 +16,8 @@ from .sqlsplit import POSTGRES, Statement, split_statements
 from .urls import redact_url, scrub
 
 LOCK_NOT_AVAILABLE = "55P03"
+CLIENT_CHECK_SINCE = 140000  # client_connection_check_interval exists from PostgreSQL 14
+CLIENT_CHECK_MS = 1000
 QUERY_CANCELED = "57014"
 
 
@@ -135,7 +137,10 @@ def open_database(
 ) -> PostgresDatabase:
     try:
         connection = psycopg.connect(
-            url, autocommit=True, connect_timeout=max(1, int(connect_timeout))
+            url,
+            autocommit=True,
+            connect_timeout=max(1, int(connect_timeout)),
+            application_name="stagecraft",
         )
     except psycopg.Error as error:
         raise DatabaseUnavailable(
@@ -143,5 +148,10 @@ def open_database(
         ) from None
     if read_only:
         connection.execute("SET default_transaction_read_only = on")
+    if connection.info.server_version >= CLIENT_CHECK_SINCE:
+        # A runner killed mid-migration (SIGKILL, OOM, a deleted pod) must not leave its
+        # statement running on the server, holding the migration lock and table locks until
+        # it ends: make the server notice the vanished client and roll back within a second.
+        connection.execute(f"SET client_connection_check_interval = {CLIENT_CHECK_MS}")
     del lock_timeout  # PostgreSQL bounds the wait per lock, in run_lock
     return PostgresDatabase(connection, url)

@@ -111,6 +111,7 @@ class _TrackingTable:
         types = self.db.types
         if self.schema:
             self.db.execute(f"CREATE SCHEMA IF NOT EXISTS {self.db.qualified(None, self.schema)}")
+        # Callers hold transaction(): on SQLite that is what waits (bounded) for the write lock.
         self.db.execute(
             f"CREATE TABLE IF NOT EXISTS {self.name} ("
             f"version {types.text} PRIMARY KEY, checksum {types.text} NOT NULL, "
@@ -209,10 +210,9 @@ class RawEngine:
         database = connect(opts.database_url, lock_timeout=opts.lock_timeout)
         try:
             tracking = _TrackingTable(database, options)
-            with database.run_lock(tracking.lock_name, opts.lock_timeout):
+            with database.run_lock(tracking.lock_name, opts.lock_timeout), database.transaction():
                 tracking.ensure()
-                with database.transaction():
-                    return _resolve_row(tracking, version, found.get(version), outcome)
+                return _resolve_row(tracking, version, found.get(version), outcome)
         finally:
             database.close()
 
@@ -224,9 +224,9 @@ class RawEngine:
         try:
             tracking = _TrackingTable(database, options)
             with database.run_lock(tracking.lock_name, opts.lock_timeout):
-                tracking.ensure()
                 marked = []
                 with database.transaction():
+                    tracking.ensure()
                     for migration in found:
                         if _name_order(migration.id) > _name_order(last):
                             break
@@ -303,7 +303,8 @@ class _Applier:
             script = scripts.decode(migration.path, scripts.read_bytes(migration.path))
             prepared.append((migration, script, scripts.prepare(self.db, migration, script)))
         if plan.pending:
-            self.tracking.ensure()
+            with self.db.transaction():
+                self.tracking.ensure()
         applied: list[AppliedResult] = []
         skipped: list[str] = []
         for index, (migration, script, statements) in enumerate(prepared, start=1):

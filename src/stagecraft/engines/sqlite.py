@@ -73,22 +73,34 @@ class SqliteDatabase:
         return {name for (name,) in rows}
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return self._connection.execute(sql.replace("%s", "?"), tuple(params)).fetchall()
+        try:
+            return self._connection.execute(sql.replace("%s", "?"), tuple(params)).fetchall()
+        except sqlite3.OperationalError as error:
+            raise self._translated(error) from None
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
-        self._connection.execute(sql.replace("%s", "?"), tuple(params))
+        try:
+            self._connection.execute(sql.replace("%s", "?"), tuple(params))
+        except sqlite3.OperationalError as error:
+            raise self._translated(error) from None
+
+    def _translated(self, error: sqlite3.OperationalError) -> Exception:
+        if _is_busy(error):
+            return self._lock_timeout_error()
+        return DatabaseUnavailable(f"SQLite database {self._path}: {error}")
+
+    def _lock_timeout_error(self) -> LockTimeout:
+        return LockTimeout(
+            f"another runner held the write lock on SQLite database {self._path} for "
+            f"more than {self._lock_timeout:g}s; wait for it, or raise --lock-timeout"
+        )
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
         try:
             self._connection.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as error:
-            if _is_busy(error):
-                raise LockTimeout(
-                    f"another runner held the write lock on SQLite database {self._path} for "
-                    f"more than {self._lock_timeout:g}s; wait for it, or raise --lock-timeout"
-                ) from None
-            raise
+            raise self._translated(error) from None
         try:
             yield
         except BaseException:
