@@ -4,6 +4,7 @@ Importing this package registers the built-in engines. It imports no database dr
 is loaded when an engine first connects, so `stagecraft --help` and config checks stay fast.
 """
 
+from . import drizzle as _drizzle  # noqa: F401
 from . import raw as _raw  # noqa: F401 - registers the built-in engine
 from .base import (
     AppliedMigration,
