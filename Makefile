@@ -36,7 +36,7 @@ pytest: deps postgres node-tools
 test: lint pytest
 
 demo: deps
-	$(BIN)/python examples/demo.py
+	examples/demo.sh
 
 bench: deps postgres node-tools
 	$(BIN)/python bench/bench_raw.py
