@@ -211,3 +211,33 @@ def test_help_and_version_answer(args: list[str]) -> None:
     result = stagecraft(*args)
     assert result.returncode == 0
     assert result.stdout
+
+
+def test_a_terminal_gets_a_live_progress_display(
+    sqlite_url: str, write_folder: FolderWriter
+) -> None:
+    import pty
+
+    folder = write_folder({f"{i}_[draft].sql": "SELECT 1;" for i in range(3)})
+    leader, follower = pty.openpty()
+    with subprocess.Popen(
+        [sys.executable, "-m", "stagecraft", "migrate", "run", *direct(folder, sqlite_url)],
+        stdout=follower,
+        stderr=follower,
+    ) as process:
+        os.close(follower)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # the pty closes when the process exits
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        process.wait(timeout=60)
+    os.close(leader)
+    screen = b"".join(chunks).decode(errors="replace")
+    assert process.returncode == 0
+    assert "applied 2_[draft].sql (" in screen
+    assert "applied 3 migration(s)" in screen

@@ -181,7 +181,7 @@ class TerminalProgress:
         )
 
         self._progress = Progress(
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
@@ -203,4 +203,7 @@ class TerminalProgress:
 
     def finished(self, migration: Migration, index: int, total: int, duration_ms: int) -> None:
         self._progress.update(self._task, completed=index)
-        self._progress.console.print(f"applied {migration.id} ({duration_ms} ms)")
+        # markup and highlighting off: a file name like `[draft].sql` is text, not rich markup.
+        self._progress.console.print(
+            f"applied {migration.id} ({duration_ms} ms)", markup=False, highlight=False
+        )
