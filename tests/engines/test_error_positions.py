@@ -5,6 +5,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -42,10 +43,8 @@ def test_property_sqlite_failures_point_at_the_failing_statement(
         migrations.mkdir()
         (migrations / "1.sql").write_text(script)
         url = f"sqlite:///{Path(folder, 'db.sqlite')}"
-        try:
+        with pytest.raises(MigrationFailed) as raised:
             RawEngine().run(RunOptions(path=migrations, database_url=url))
-        except MigrationFailed as failed:
-            assert (failed.failure.line, failed.failure.column) == (expected_line, expected_column)
-            assert "no such table" in failed.failure.message
-        else:
-            raise AssertionError("the failing statement did not fail")
+    failure = raised.value.failure
+    assert (failure.line, failure.column) == (expected_line, expected_column)
+    assert "no such table" in failure.message
