@@ -140,6 +140,10 @@ def test_the_lock_wait_is_bounded_on_postgres(
         )
         process = runner(folder, postgres_url, "--lock-timeout", "1")
         stdout, _ = process.communicate(timeout=60)
+        no_wait = runner(folder, postgres_url, "--lock-timeout", "0")
+        no_wait_stdout, _ = no_wait.communicate(timeout=60)
+    assert no_wait.returncode == 3, "--lock-timeout 0 must not wait forever"
+    assert json.loads(no_wait_stdout)["error"]["type"] == "LockTimeout"
     assert process.returncode == 3
     document = json.loads(stdout)
     assert document["error"]["type"] == "LockTimeout"

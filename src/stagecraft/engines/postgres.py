@@ -90,7 +90,8 @@ class PostgresDatabase:
         # A session lock: it survives the per-migration commits and dies with the connection,
         # so a killed runner never leaves it behind. lock_timeout bounds the wait in the server.
         lock_id = advisory_lock_key(key)
-        self.execute(f"SET lock_timeout = {int(timeout * 1000)}")
+        # At least 1 ms: PostgreSQL reads lock_timeout = 0 as "wait forever".
+        self.execute(f"SET lock_timeout = {max(1, int(timeout * 1000))}")
         try:
             self.execute("SELECT pg_advisory_lock(%s)", (lock_id,))
         except psycopg.Error as error:
