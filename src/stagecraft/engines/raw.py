@@ -7,7 +7,6 @@ a dirty record for files that run outside a transaction, and out-of-order detect
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +15,9 @@ from typing import Annotated, Any, ClassVar
 from annotated_types import MinLen
 
 from . import scripts
+from .applying import PlanApplier, refuse_unsafe
 from .base import (
     AppliedMigration,
-    AppliedResult,
     Migration,
     Plan,
     PlanOptions,
@@ -29,17 +28,12 @@ from .base import (
 from .database import Database, connect
 from .errors import (
     InvalidOptions,
-    MigrationFailed,
     MigrationSourceError,
-    PlanChanged,
     ResolveError,
-    RunRefused,
 )
-from .errors import RefusalReason as Reason
 from .options import FORBID_UNKNOWN_FIELDS, parse_options
 from .planning import compare_by_identity
 from .registry import register
-from .sqlsplit import Statement
 
 RESOLVE_COMMAND = "stagecraft migrate resolve"
 
@@ -160,9 +154,19 @@ class _TrackingTable:
     def delete(self, version: str) -> None:
         self.db.execute(f"DELETE FROM {self.name} WHERE version = %s", (version,))
 
+    # The Tracker protocol of applying.PlanApplier.
+    def is_recorded(self, migration: Migration) -> bool:
+        return self.find(migration.id) is not None
 
-def _elapsed_ms(started: float) -> int:
-    return round((time.perf_counter() - started) * 1000)
+    def record_applied(self, migration: Migration, duration_ms: int) -> None:
+        self.insert(migration, duration_ms, success=True, method="run")
+
+    def record_started(self, migration: Migration) -> None:
+        self.insert(migration, 0, success=False, method="run")
+
+    def record_finished(self, migration: Migration, duration_ms: int) -> None:
+        assert migration.checksum is not None
+        self.update(migration.id, checksum=migration.checksum, ms=duration_ms, method="run")
 
 
 @register
@@ -196,10 +200,10 @@ class RawEngine:
             tracking = _TrackingTable(database, options)
             with database.run_lock(tracking.lock_name, opts.lock_timeout):
                 plan = self._plan_with(tracking, found)
-                _refuse_unsafe(plan, opts)
+                refuse_unsafe(plan, opts)
                 if opts.dry_run:
                     return RunReport(engine=self.id, plan=plan, dry_run=True)
-                return _Applier(database, tracking, opts).apply(plan)
+                return PlanApplier(self.id, database, tracking, opts).apply(plan)
         finally:
             database.close()
 
@@ -273,92 +277,3 @@ def _resolve_row(
     if success:
         return f"{version}: the edited file is accepted as applied (checksum updated)"
     return f"{version}: dirty record marked as applied"
-
-
-def _refuse_unsafe(plan: Plan, opts: RunOptions) -> None:
-    blocking = plan.blocking_problems(opts.allow)
-    if blocking:
-        raise RunRefused(
-            [Reason(p.kind, p.migration, p.message) for p in blocking],
-            advice="nothing was run",
-        )
-    if opts.expected_plan and opts.expected_plan != plan.fingerprint:
-        raise PlanChanged(opts.expected_plan, plan.fingerprint)
-
-
-class _Applier:
-    """Applies a plan one migration at a time, each committed with its tracking row."""
-
-    def __init__(self, database: Database, tracking: _TrackingTable, opts: RunOptions) -> None:
-        self.db = database
-        self.tracking = tracking
-        self.progress = opts.progress
-
-    def apply(self, plan: Plan) -> RunReport:
-        # Decode and split everything first: a bad file later in the plan stops the run
-        # before the first migration changes anything.
-        prepared = []
-        for migration in plan.pending:
-            assert migration.path is not None
-            script = scripts.decode(migration.path, scripts.read_bytes(migration.path))
-            prepared.append((migration, script, scripts.prepare(self.db, migration, script)))
-        if plan.pending:
-            with self.db.transaction():
-                self.tracking.ensure()
-        applied: list[AppliedResult] = []
-        skipped: list[str] = []
-        for index, (migration, script, statements) in enumerate(prepared, start=1):
-            if self.progress:
-                self.progress.started(migration, index, len(prepared))
-            run = self._transactional if migration.transactional else self._outside_transaction
-            try:
-                duration = run(migration, script, statements)
-            except MigrationFailed as failed:
-                failed.applied = tuple(applied)
-                raise
-            if duration is None:
-                skipped.append(migration.id)
-                continue
-            applied.append(AppliedResult(migration.id, duration))
-            if self.progress:
-                self.progress.finished(migration, index, len(prepared), duration)
-        return RunReport(
-            engine=RawEngine.id, plan=plan, applied=tuple(applied), skipped=tuple(skipped)
-        )
-
-    def _transactional(
-        self, migration: Migration, script: str, statements: list[Statement]
-    ) -> int | None:
-        with self.db.transaction():
-            if self.tracking.find(migration.id) is not None:
-                return None  # another runner applied it since the plan was made (SQLite)
-            started = time.perf_counter()
-            scripts.execute(self.db, migration, script, statements)
-            duration = _elapsed_ms(started)
-            self.tracking.insert(migration, duration, success=True, method="run")
-        return duration
-
-    def _outside_transaction(
-        self, migration: Migration, script: str, statements: list[Statement]
-    ) -> int | None:
-        assert migration.checksum is not None
-        with self.db.transaction():
-            if self.tracking.find(migration.id) is not None:
-                return None
-            # Recorded dirty before it starts: a crash from here on leaves a visible dirty row.
-            self.tracking.insert(migration, 0, success=False, method="run")
-        started = time.perf_counter()
-        scripts.execute(
-            self.db,
-            migration,
-            script,
-            statements,
-            dirty_on_failure=True,
-            resolve_hint=f"Run `{RESOLVE_COMMAND} --migration {migration.id}` once it is repaired.",
-        )
-        duration = _elapsed_ms(started)
-        with self.db.transaction():
-            self.tracking.update(
-                migration.id, checksum=migration.checksum, ms=duration, method="run"
-            )
-        return duration

@@ -1,0 +1,142 @@
+"""Applying a plan of SQL migrations: the run loop every SQL engine shares.
+
+The engine supplies how to prepare a migration (read, decode, split, check) and a Tracker for
+its own tracking table; this module owns the order of operations that make a run safe: prepare
+everything before changing anything, commit each migration with its tracking row, record a
+migration that runs outside a transaction as dirty before it starts, and report progress.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from . import scripts
+from .base import AppliedResult, Migration, Plan, RunOptions, RunReport
+from .database import Database
+from .errors import MigrationFailed, PlanChanged, RefusalReason, RunRefused
+from .sqlsplit import Statement
+
+
+@dataclass(frozen=True)
+class PreparedMigration:
+    migration: Migration
+    script: str
+    statements: list[Statement]
+
+
+class Tracker(Protocol):
+    """An engine's tracking table, as the run loop needs it."""
+
+    def ensure(self) -> None:
+        """Create the table if needed (called inside a transaction)."""
+        ...
+
+    def is_recorded(self, migration: Migration) -> bool:
+        """Whether a row exists for it now (another runner may have applied it meanwhile)."""
+        ...
+
+    def record_applied(self, migration: Migration, duration_ms: int) -> None: ...
+
+    def record_started(self, migration: Migration) -> None:
+        """A dirty row for a migration about to run outside a transaction."""
+        ...
+
+    def record_finished(self, migration: Migration, duration_ms: int) -> None:
+        """Turn the dirty row of `record_started` into an applied one."""
+        ...
+
+
+def refuse_unsafe(plan: Plan, opts: RunOptions) -> None:
+    """Raise before anything runs if the plan has blocking problems or is not the reviewed one."""
+    blocking = plan.blocking_problems(opts.allow)
+    if blocking:
+        raise RunRefused(
+            [RefusalReason(p.kind, p.migration, p.message) for p in blocking],
+            advice="nothing was run",
+        )
+    if opts.expected_plan and opts.expected_plan != plan.fingerprint:
+        raise PlanChanged(opts.expected_plan, plan.fingerprint)
+
+
+def prepare_sql_file(database: Database, migration: Migration) -> PreparedMigration:
+    assert migration.path is not None
+    script = scripts.decode(migration.path, scripts.read_bytes(migration.path))
+    return PreparedMigration(migration, script, scripts.prepare(database, migration, script))
+
+
+def _elapsed_ms(started: float) -> int:
+    return round((time.perf_counter() - started) * 1000)
+
+
+@dataclass
+class PlanApplier:
+    engine_id: str
+    database: Database
+    tracker: Tracker
+    opts: RunOptions
+    prepare: Callable[[Database, Migration], PreparedMigration] = prepare_sql_file
+    resolve_command: str = "stagecraft migrate resolve"
+
+    def apply(self, plan: Plan) -> RunReport:
+        # Prepare everything first: a bad file later in the plan stops the run before the
+        # first migration changes anything.
+        prepared = [self.prepare(self.database, migration) for migration in plan.pending]
+        if prepared:
+            with self.database.transaction():
+                self.tracker.ensure()
+        applied: list[AppliedResult] = []
+        skipped: list[str] = []
+        progress = self.opts.progress
+        for index, step in enumerate(prepared, start=1):
+            if progress:
+                progress.started(step.migration, index, len(prepared))
+            run = self._in_transaction if step.migration.transactional else self._outside
+            try:
+                duration = run(step)
+            except MigrationFailed as failed:
+                failed.applied = tuple(applied)
+                raise
+            if duration is None:
+                skipped.append(step.migration.id)
+                continue
+            applied.append(AppliedResult(step.migration.id, duration))
+            if progress:
+                progress.finished(step.migration, index, len(prepared), duration)
+        return RunReport(
+            engine=self.engine_id, plan=plan, applied=tuple(applied), skipped=tuple(skipped)
+        )
+
+    def _in_transaction(self, step: PreparedMigration) -> int | None:
+        with self.database.transaction():
+            if self.tracker.is_recorded(step.migration):
+                return None  # another runner applied it since the plan was made (SQLite)
+            started = time.perf_counter()
+            scripts.execute(self.database, step.migration, step.script, step.statements)
+            duration = _elapsed_ms(started)
+            self.tracker.record_applied(step.migration, duration)
+        return duration
+
+    def _outside(self, step: PreparedMigration) -> int | None:
+        with self.database.transaction():
+            if self.tracker.is_recorded(step.migration):
+                return None
+            # Recorded dirty before it starts: a crash from here on leaves a visible dirty row.
+            self.tracker.record_started(step.migration)
+        started = time.perf_counter()
+        scripts.execute(
+            self.database,
+            step.migration,
+            step.script,
+            step.statements,
+            dirty_on_failure=True,
+            resolve_hint=(
+                f"Run `{self.resolve_command} --migration {step.migration.id}` once it is repaired."
+            ),
+        )
+        duration = _elapsed_ms(started)
+        with self.database.transaction():
+            self.tracker.record_finished(step.migration, duration)
+        return duration
