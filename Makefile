@@ -19,7 +19,9 @@ postgres:
 	@scripts/ensure-postgres.sh
 
 tools/node/node_modules/.installed: tools/node/package.json tools/node/package-lock.json
-	cd tools/node && npm ci --no-audit --no-fund --loglevel=error
+	# npm install, not npm ci: npm 11 leaves other platforms' optional dbmate binaries out of
+	# the lock file and then refuses `npm ci`; install still honours the locked versions.
+	cd tools/node && npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
 node-tools: tools/node/node_modules/.installed
