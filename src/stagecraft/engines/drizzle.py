@@ -178,7 +178,7 @@ def prepare(database: Database, migration: DrizzleMigration) -> tuple[str, list[
     """
     assert migration.path is not None
     script = scripts.decode(migration.path, scripts.read_bytes(migration.path))
-    statements = statements_by_chunk(database, script)
+    statements = statements_by_chunk(database, script, migration.path)
     for statement in statements:
         if statement.keyword in _TRANSACTION_CONTROL:
             raise MigrationSourceError(

@@ -160,28 +160,57 @@ def _malformed(path: Path, problem: str) -> MigrationSourceError:
     )
 
 
-def statements_by_chunk(database: Database, script: str) -> list[Statement]:
+def statements_by_chunk(database: Database, script: str, path: Path) -> list[Statement]:
     """The statements Drizzle would run, each placed where it starts in the whole file.
 
     Drizzle sends each chunk between breakpoints to the database as it is. A chunk may hold
     several statements, which PostgreSQL's simple protocol runs in order; splitting the chunk
     runs the same statements in the same order, on every dialect, and lets an error name its own
-    statement. A breakpoint is never looked through: inside a dollar-quoted body it leaves an
-    unterminated quote, which fails here exactly as it fails under Drizzle, at its position.
+    statement. A breakpoint is never looked through: one that cuts a statement (inside a
+    dollar-quoted body, a string, a comment or parentheses) makes the migration fail under
+    Drizzle, so it is refused here, before anything runs, naming both positions.
     """
     line_starts = line_start_offsets(script)
+    chunks = script.split(BREAKPOINT)
     statements: list[Statement] = []
     chunk_start = 0
-    for chunk in script.split(BREAKPOINT):
+    for number, chunk in enumerate(chunks, start=1):
         line, column = line_and_column(line_starts, chunk_start)
-        for statement in database.split(chunk):
-            statements.append(
-                Statement(
-                    text=statement.text,
-                    offset=chunk_start + statement.offset,
-                    line=line + statement.line - 1,
-                    column=statement.column + (column - 1 if statement.line == 1 else 0),
-                )
-            )
+        found = database.split(chunk + _SENTINEL)
+        if found and found[-1].text == _SENTINEL_TEXT:
+            found.pop()
+        elif number < len(chunks):
+            cut = _shifted(found[-1], chunk_start, line, column)
+            raise _cut_statement(path, line_starts, chunk_start + len(chunk), cut)
+        statements += [_shifted(s, chunk_start, line, column) for s in found]
         chunk_start += len(chunk) + len(BREAKPOINT)
     return statements
+
+
+# Appended to each chunk: the splitter returns it as a statement of its own only when the chunk
+# ends outside any quote, comment or parenthesis, that is when the chunk is complete.
+_SENTINEL_TEXT = "SELECT 1"
+_SENTINEL = f"\n;{_SENTINEL_TEXT}"
+
+
+def _shifted(statement: Statement, chunk_start: int, line: int, column: int) -> Statement:
+    """A statement found in a chunk, placed in the whole file."""
+    return Statement(
+        text=statement.text,
+        offset=chunk_start + statement.offset,
+        line=line + statement.line - 1,
+        column=statement.column + (column - 1 if statement.line == 1 else 0),
+    )
+
+
+def _cut_statement(
+    path: Path, line_starts: list[int], breakpoint_offset: int, cut: Statement
+) -> MigrationSourceError:
+    line, column = line_and_column(line_starts, breakpoint_offset)
+    return MigrationSourceError(
+        f"{path}:{line}:{column}: this `{BREAKPOINT}` cuts the statement that starts at line "
+        f"{cut.line}, column {cut.column} (it falls inside a quoted string, a dollar-quoted body, "
+        "a comment or parentheses); Drizzle sends the two parts separately, so the migration "
+        "fails under Drizzle too. Move the breakpoint after the end of the statement",
+        path,
+    )
