@@ -52,14 +52,15 @@ def compare_with_journal(
     by_time: dict[float, list[TrackingRow]] = {}
     for recorded in reversed(rows_newest_first):  # oldest first reads better in `applied`
         by_time.setdefault(js_number(recorded.created_at), []).append(recorded)
-    applied: list[AppliedMigration] = []
     pending: list[DrizzleMigration] = []
-    problems: list[Problem] = []
+    not_pending: list[DrizzleMigration] = []
     for migration in migrations:
-        if last_millis is None or last_millis < migration.when:
-            pending.append(migration)
-            continue
-        row = _take_row(by_time, migration)
+        is_pending = last_millis is None or last_millis < migration.when
+        (pending if is_pending else not_pending).append(migration)
+    matched = _match_rows(by_time, not_pending)
+    applied: list[AppliedMigration] = []
+    problems: list[Problem] = []
+    for migration, row in matched:
         if row is None:
             assert last is not None
             problems.append(_never_applied(migration, last, migrations))
@@ -76,16 +77,20 @@ def compare_with_journal(
     )
 
 
-def _take_row(
-    by_time: dict[float, list[TrackingRow]], migration: DrizzleMigration
-) -> TrackingRow | None:
-    """The row recording this entry: same `created_at`, the same hash preferred."""
-    same_time = by_time.get(float(migration.when))
-    if not same_time:
-        return None
-    row = next((row for row in same_time if row.hash == migration.checksum), same_time[0])
-    same_time.remove(row)
-    return row
+def _match_rows(
+    by_time: dict[float, list[TrackingRow]], migrations: Sequence[DrizzleMigration]
+) -> list[tuple[DrizzleMigration, TrackingRow | None]]:
+    """Each migration's row, taken from `by_time`: same `created_at` and hash first, so that
+    entries sharing a `when` find their own rows; then same `created_at` alone (an edit)."""
+    found: dict[str, TrackingRow] = {}
+    for same_hash in (True, False):
+        for migration in migrations:
+            rows = by_time.get(float(migration.when), [])
+            row = next((r for r in rows if r.hash == migration.checksum or not same_hash), None)
+            if migration.id not in found and row is not None:
+                found[migration.id] = row
+                rows.remove(row)
+    return [(migration, found.get(migration.id)) for migration in migrations]
 
 
 def _never_applied(
