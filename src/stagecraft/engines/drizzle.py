@@ -21,7 +21,6 @@ engine knows no `-- stagecraft:no-transaction` directive and has no dirty state 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar
@@ -29,15 +28,14 @@ from typing import Annotated, Any, ClassVar
 from annotated_types import MinLen
 
 from . import scripts
-from .base import AppliedResult, Plan, PlanOptions, RunOptions, RunReport
+from .applying import PlanApplier, PreparedMigration, refuse_unsafe
+from .base import Migration, Plan, PlanOptions, RunOptions, RunReport
 from .database import Database, connect
 from .drizzle_folder import DrizzleMigration, Journal, read_journal, statements_by_chunk
 from .drizzle_rules import TrackingRow, compare_with_journal
-from .errors import InvalidOptions, MigrationFailed, MigrationSourceError, PlanChanged, RunRefused
-from .errors import RefusalReason as Reason
+from .errors import InvalidOptions, MigrationSourceError
 from .options import FORBID_UNKNOWN_FIELDS, parse_options
 from .registry import register
-from .sqlsplit import Statement
 
 DEFAULT_SCHEMA = "drizzle"
 # Drizzle's column type for `created_at`: bigint on PostgreSQL, numeric on SQLite.
@@ -102,22 +100,27 @@ class _TrackingTable:
             for row_id, hash_, created in rows
         ]
 
-    def has_row(self, migration: DrizzleMigration) -> bool:
+    def is_recorded(self, migration: Migration) -> bool:
+        assert isinstance(migration, DrizzleMigration)
         rows = self.db.query(
             f"SELECT 1 FROM {self.name} WHERE created_at = %s AND hash = %s",
             (migration.when, migration.checksum),
         )
         return bool(rows)
 
-    def insert(self, migration: DrizzleMigration) -> None:
+    def record_applied(self, migration: Migration, duration_ms: int) -> None:
+        del duration_ms  # Drizzle's table has no column for it
+        assert isinstance(migration, DrizzleMigration)
         self.db.execute(
             f'INSERT INTO {self.name} ("hash", "created_at") VALUES (%s, %s)',
             (migration.checksum, migration.when),
         )
 
+    def record_started(self, migration: Migration) -> None:
+        raise AssertionError(f"{migration.id}: every Drizzle migration runs in a transaction")
 
-def _elapsed_ms(started: float) -> int:
-    return round((time.perf_counter() - started) * 1000)
+    def record_finished(self, migration: Migration, duration_ms: int) -> None:
+        raise AssertionError(f"{migration.id}: every Drizzle migration runs in a transaction")
 
 
 @register
@@ -151,25 +154,16 @@ class DrizzleEngine:
             tracking = _TrackingTable(database, options)
             with database.run_lock(tracking.lock_name, opts.lock_timeout):
                 plan = self._plan_with(tracking, journal)
-                _refuse_unsafe(plan, opts)
+                refuse_unsafe(plan, opts)
                 if opts.dry_run:
                     return RunReport(engine=self.id, plan=plan, dry_run=True)
-                return _Applier(database, tracking, opts).apply(plan)
+                applier = PlanApplier(self.id, database, tracking, opts, prepare=prepare)
+                return applier.apply(plan)
         finally:
             database.close()
 
 
-def _refuse_unsafe(plan: Plan, opts: RunOptions) -> None:
-    blocking = plan.blocking_problems(opts.allow)
-    if blocking:
-        raise RunRefused(
-            [Reason(p.kind, p.migration, p.message) for p in blocking], advice="nothing was run"
-        )
-    if opts.expected_plan and opts.expected_plan != plan.fingerprint:
-        raise PlanChanged(opts.expected_plan, plan.fingerprint)
-
-
-def prepare(database: Database, migration: DrizzleMigration) -> tuple[str, list[Statement]]:
+def prepare(database: Database, migration: Migration) -> PreparedMigration:
     """The file's text and statements, refused before anything runs if it cannot run safely.
 
     Drizzle would run a file that is not UTF-8 with U+FFFD in place of the bad bytes, silently
@@ -187,54 +181,4 @@ def prepare(database: Database, migration: DrizzleMigration) -> tuple[str, list[
                 "too); remove it",
                 migration.path,
             )
-    return script, statements
-
-
-class _Applier:
-    """Applies a plan one migration at a time, each committed with its tracking row."""
-
-    def __init__(self, database: Database, tracking: _TrackingTable, opts: RunOptions) -> None:
-        self.db = database
-        self.tracking = tracking
-        self.progress = opts.progress
-
-    def apply(self, plan: Plan) -> RunReport:
-        # Read everything first: a bad file later in the plan stops the run before the first
-        # migration changes anything, as Drizzle's single transaction would.
-        prepared = []
-        for migration in plan.pending:
-            assert isinstance(migration, DrizzleMigration)
-            prepared.append((migration, *prepare(self.db, migration)))
-        if prepared:
-            self.tracking.ensure()
-        applied: list[AppliedResult] = []
-        skipped: list[str] = []
-        for index, (migration, script, statements) in enumerate(prepared, start=1):
-            if self.progress:
-                self.progress.started(migration, index, len(prepared))
-            try:
-                duration = self._apply_one(migration, script, statements)
-            except MigrationFailed as failed:
-                failed.applied = tuple(applied)
-                raise
-            if duration is None:
-                skipped.append(migration.id)
-                continue
-            applied.append(AppliedResult(migration.id, duration))
-            if self.progress:
-                self.progress.finished(migration, index, len(prepared), duration)
-        return RunReport(
-            engine=DrizzleEngine.id, plan=plan, applied=tuple(applied), skipped=tuple(skipped)
-        )
-
-    def _apply_one(
-        self, migration: DrizzleMigration, script: str, statements: list[Statement]
-    ) -> int | None:
-        with self.db.transaction():
-            if self.tracking.has_row(migration):
-                return None  # another runner applied it since the plan was made (SQLite)
-            started = time.perf_counter()
-            scripts.execute(self.db, migration, script, statements)
-            duration = _elapsed_ms(started)
-            self.tracking.insert(migration)
-        return duration
+    return PreparedMigration(migration, script, statements)
