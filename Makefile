@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_WORKERS ?= 2
 
-.PHONY: demo test lint check-types pytest bench deps postgres node-tools clean
+.PHONY: demo test lint check-types pytest bench deps postgres node-tools clean crds
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,12 @@ pytest: deps postgres node-tools
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 test: lint pytest
+
+# The CRD is generated from the operator's pydantic models; tests/operator/test_crd.py fails when
+# the committed file is stale.
+crds: deps
+	mkdir -p crds
+	$(BIN)/python -m stagecraft.operator.crd > crds/databasemigrations.stagecraft.dev.yaml
 
 demo: deps
 	examples/demo.sh
