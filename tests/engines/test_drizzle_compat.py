@@ -257,3 +257,18 @@ def test_an_entry_older_than_the_last_applied_is_skipped_by_drizzle_and_reported
     assert "0001_newer" in problem.message
     with pytest.raises(RunRefused, match="0002_merged_late"):
         run(after, postgres_url)
+
+
+def test_a_byte_order_mark_fails_under_drizzle_but_runs_here_with_drizzles_hash(
+    postgres_url: str, other_postgres_url: str, write_folder: FolderWriter
+) -> None:
+    data = b"\xef\xbb\xbfCREATE TABLE bom (id int);\n"
+    folder = write_drizzle_folder(write_folder, [("0000_bom", data)])
+    assert run(folder, other_postgres_url) == ["0000_bom"]
+    outcomes = drizzle_orm_migrate(
+        DrizzleJob(postgres_url, folder), DrizzleJob(other_postgres_url, folder)
+    )
+    # PostgreSQL rejects the mark Drizzle sends; after Stagecraft, Drizzle has nothing to run.
+    assert outcomes[0].code == "42601", outcomes
+    assert outcomes[1] == OK
+    assert tracking_rows(other_postgres_url) == [(hashlib.sha256(data).hexdigest(), BASE_WHEN)]
