@@ -6,6 +6,7 @@ is loaded when an engine first connects, so `stagecraft --help` and config check
 
 from . import drizzle as _drizzle  # noqa: F401
 from . import knex as _knex  # noqa: F401
+from . import prisma as _prisma  # noqa: F401
 from . import raw as _raw  # noqa: F401 - registers the built-in engine
 from .base import (
     AppliedMigration,

@@ -86,10 +86,12 @@ class PostgresDatabase:
             yield
 
     @contextmanager
-    def run_lock(self, key: str, timeout: float) -> Iterator[None]:
+    def run_lock(self, key: str | int, timeout: float) -> Iterator[None]:
         # A session lock: it survives the per-migration commits and dies with the connection,
         # so a killed runner never leaves it behind. lock_timeout bounds the wait in the server.
-        lock_id = advisory_lock_key(key)
+        # An integer is used as it is: a compatible engine takes its tool's own fixed key (Prisma's
+        # 72707369) so that the tool and Stagecraft exclude each other.
+        lock_id = key if isinstance(key, int) else advisory_lock_key(key)
         # At least 1 ms: PostgreSQL reads lock_timeout = 0 as "wait forever".
         self.execute(f"SET lock_timeout = {max(1, int(timeout * 1000))}")
         try:
