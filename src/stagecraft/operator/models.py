@@ -163,6 +163,9 @@ class AppliedMigrationRecord(_Model):
 class RunFailure(_Model):
     """The migration that failed and the database's words for why (never a credential)."""
 
+    error: str | None = Field(
+        default=None, description="The runner's error type, e.g. MigrationFailed, RunRefused."
+    )
     migration: str | None = None
     file: str | None = None
     line: int | None = None

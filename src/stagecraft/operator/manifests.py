@@ -1,0 +1,292 @@
+"""Migration Job manifests, built as plain data from the resource, its files' source and a hash.
+
+Everything a Job needs is decided here, so it can be read and tested without a cluster:
+the deterministic name (a restarted operator finds the Job it made instead of starting a second),
+the init container that copies the migrations out of the application image, the runner command,
+the Secret reference that is the only way the URL reaches the pod, and the locked-down pod.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from .models import API_VERSION, KIND, DatabaseMigrationSpec
+
+MAX_NAME_LENGTH = 63  # Job names become the `job-name` label value on their pods
+HASH_LENGTH = 10
+
+# Where the runner finds the files inside the pod, whatever their source.
+MIGRATIONS_MOUNT = "/stagecraft/migrations"
+TERMINATION_MESSAGE_PATH = "/dev/termination-log"
+RUNNER_CONTAINER = "migrate"
+COPY_CONTAINER = "copy-migrations"
+URL_VARIABLE = "STAGECRAFT_DATABASE_URL"  # what the CLI reads without --config
+
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "stagecraft-operator"
+TARGET_HASH_LABEL = "stagecraft.dev/target-hash"
+RESOURCE_ANNOTATION = "stagecraft.dev/database-migration"
+
+# The CLI's exit codes (docs/cli.md) that retrying the same pod cannot fix: a failed migration,
+# invalid input, a refused plan. Exit 3 (database unreachable) counts toward backoffLimit.
+NON_RETRIABLE_EXIT_CODES = (1, 2, 4)
+NON_ROOT_USER = 65532
+
+
+@dataclass(frozen=True)
+class ResourceIdentity:
+    namespace: str
+    name: str
+    uid: str
+
+
+@dataclass(frozen=True)
+class MigrationSource:
+    """Where this run's files come from, resolved: an image, or a ConfigMap and its content."""
+
+    image: str | None = None
+    config_map: str | None = None
+    config_map_digest: str | None = None  # changes when the ConfigMap's files change
+
+    def __post_init__(self) -> None:
+        if (self.image is None) == (self.config_map is None):
+            raise ValueError("a migration source is an image or a ConfigMap, exactly one")
+
+
+@dataclass(frozen=True)
+class RunnerSettings:
+    """Operator-wide settings for the runner container."""
+
+    image: str  # the Stagecraft image
+    lock_timeout_seconds: float = 60.0
+
+
+def config_map_digest(data: dict[str, str]) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def target_hash(spec: DatabaseMigrationSpec, source: MigrationSource) -> str:
+    """Hash of what a run migrates: engine, folder, options, the files' source and the database.
+
+    The strategy and the pod settings are left out on purpose: changing when or how a run
+    happens must not make the same migrations run again.
+    """
+    content = {
+        "engine": spec.migrations.engine,
+        "path": spec.migrations.path,
+        "options": spec.migrations.options,
+        "image": source.image,
+        "configMap": source.config_map,
+        "configMapDigest": source.config_map_digest,
+        "secret": spec.connection.secret_key_ref.model_dump(),
+    }
+    encoded = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(encoded.encode()).hexdigest()[:16]
+
+
+def job_name(resource_name: str, hash_of_target: str) -> str:
+    """`<resource>-<hash>`, at most 63 characters.
+
+    The suffix hashes the full resource name with the target, so two long names that share
+    their first 52 characters still get different Jobs.
+    """
+    suffix = hashlib.sha256(f"{resource_name}\0{hash_of_target}".encode()).hexdigest()
+    prefix = resource_name[: MAX_NAME_LENGTH - HASH_LENGTH - 1].rstrip("-.")
+    return f"{prefix}-{suffix[:HASH_LENGTH]}"
+
+
+def _restricted_container_security() -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _pod_security() -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": NON_ROOT_USER,
+        "runAsGroup": NON_ROOT_USER,
+        "fsGroup": NON_ROOT_USER,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def runner_arguments(spec: DatabaseMigrationSpec, settings: RunnerSettings) -> list[str]:
+    """`stagecraft migrate run` for this resource, with the JSON document on stdout."""
+    arguments = ["stagecraft", "migrate", "run", "--engine", spec.migrations.engine]
+    arguments += ["--path", MIGRATIONS_MOUNT]
+    for key, value in sorted(spec.migrations.options.items()):
+        arguments += ["--option", f"{key}={value}"]
+    arguments += ["--lock-timeout", f"{settings.lock_timeout_seconds:g}", "--output", "json"]
+    return arguments
+
+
+def runner_command(spec: DatabaseMigrationSpec, settings: RunnerSettings) -> list[str]:
+    """The runner wrapped so that its JSON document also becomes the termination message."""
+    return [
+        "python",
+        "-m",
+        "stagecraft.operator.job_runner",
+        "--termination-message-path",
+        TERMINATION_MESSAGE_PATH,
+        "--",
+        *runner_arguments(spec, settings),
+    ]
+
+
+def _environment(spec: DatabaseMigrationSpec) -> list[dict[str, Any]]:
+    secret = spec.connection.secret_key_ref
+    environment: list[dict[str, Any]] = [
+        {
+            "name": spec.connection.env,
+            "valueFrom": {"secretKeyRef": {"name": secret.name, "key": secret.key}},
+        }
+    ]
+    if spec.connection.env != URL_VARIABLE:
+        # Kubernetes expands $(VAR) from the variables above it: the URL stays in the Secret.
+        environment.append({"name": URL_VARIABLE, "value": f"$({spec.connection.env})"})
+    environment += [
+        variable.model_dump(by_alias=True, exclude_none=True) for variable in spec.job.env
+    ]
+    return environment
+
+
+def _volumes_and_init(
+    spec: DatabaseMigrationSpec, source: MigrationSource
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    scratch = {"name": "tmp", "emptyDir": {}}
+    if source.config_map is not None:
+        volume = {"name": "migrations", "configMap": {"name": source.config_map}}
+        return [volume, scratch], []
+    copy = {
+        "name": COPY_CONTAINER,
+        "image": source.image,
+        # The trailing /. copies the folder's content, hidden files and subfolders included.
+        "command": ["cp", "-R", f"{spec.migrations.path.rstrip('/')}/.", f"{MIGRATIONS_MOUNT}/"],
+        "volumeMounts": [{"name": "migrations", "mountPath": MIGRATIONS_MOUNT}],
+        "securityContext": _restricted_container_security(),
+    }
+    return [{"name": "migrations", "emptyDir": {}}, scratch], [copy]
+
+
+def _runner_container(spec: DatabaseMigrationSpec, settings: RunnerSettings) -> dict[str, Any]:
+    container: dict[str, Any] = {
+        "name": RUNNER_CONTAINER,
+        "image": settings.image,
+        "command": runner_command(spec, settings),
+        "env": _environment(spec),
+        "volumeMounts": [
+            {"name": "migrations", "mountPath": MIGRATIONS_MOUNT, "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - a private emptyDir, not a shared /tmp
+        ],
+        "terminationMessagePath": TERMINATION_MESSAGE_PATH,
+        "terminationMessagePolicy": "File",
+        "securityContext": _restricted_container_security(),
+    }
+    if spec.job.resources is not None:
+        container["resources"] = spec.job.resources.model_dump(exclude_defaults=True)
+    return container
+
+
+def _pod_spec(
+    spec: DatabaseMigrationSpec, source: MigrationSource, settings: RunnerSettings
+) -> dict[str, Any]:
+    volumes, init_containers = _volumes_and_init(spec, source)
+    job = spec.job
+    pod: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,  # the runner talks to the database only
+        "securityContext": _pod_security(),
+        "containers": [_runner_container(spec, settings)],
+        "volumes": volumes,
+    }
+    if init_containers:
+        pod["initContainers"] = init_containers
+    optional = {
+        "serviceAccountName": job.service_account_name,
+        "nodeSelector": job.node_selector or None,
+        "tolerations": job.tolerations or None,
+        "affinity": job.affinity,
+        "imagePullSecrets": [{"name": ref.name} for ref in job.image_pull_secrets] or None,
+    }
+    pod.update({key: value for key, value in optional.items() if value is not None})
+    return pod
+
+
+def _pod_failure_policy() -> dict[str, Any]:
+    return {
+        "rules": [
+            {
+                "action": "FailJob",
+                "onExitCodes": {
+                    "containerName": RUNNER_CONTAINER,
+                    "operator": "In",
+                    "values": list(NON_RETRIABLE_EXIT_CODES),
+                },
+            },
+            # An evicted or preempted pod is no attempt of the migration: try again for free.
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+        ]
+    }
+
+
+def labels_for(hash_of_target: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "stagecraft",
+        "app.kubernetes.io/component": "migration",
+        MANAGED_BY_LABEL: MANAGED_BY,
+        TARGET_HASH_LABEL: hash_of_target,
+    }
+
+
+def job_manifest(
+    resource: ResourceIdentity,
+    spec: DatabaseMigrationSpec,
+    source: MigrationSource,
+    hash_of_target: str,
+    settings: RunnerSettings,
+) -> dict[str, Any]:
+    labels = labels_for(hash_of_target)
+    job_spec: dict[str, Any] = {
+        "backoffLimit": spec.job.backoff_limit,
+        "podFailurePolicy": _pod_failure_policy(),
+        "template": {
+            "metadata": {
+                "labels": {**spec.job.pod_labels, **labels},
+                "annotations": dict(spec.job.pod_annotations),
+            },
+            "spec": _pod_spec(spec, source, settings),
+        },
+    }
+    if spec.job.active_deadline_seconds is not None:
+        job_spec["activeDeadlineSeconds"] = spec.job.active_deadline_seconds
+    if spec.job.ttl_seconds_after_finished is not None:
+        job_spec["ttlSecondsAfterFinished"] = spec.job.ttl_seconds_after_finished
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": job_name(resource.name, hash_of_target),
+            "namespace": resource.namespace,
+            "labels": labels,
+            "annotations": {RESOURCE_ANNOTATION: resource.name},
+            "ownerReferences": [
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": KIND,
+                    "name": resource.name,
+                    "uid": resource.uid,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": job_spec,
+    }

@@ -1,0 +1,119 @@
+"""What a finished migration Job says: its run document turned into the status's run record.
+
+The runner leaves the CLI's JSON run document (docs/cli.md) in its termination message; this
+module reads it, and falls back to the Job's own conditions when the pod left nothing readable
+(killed, image pull failure, deadline), so a failed Job always yields a failure with a message.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from .conditions import Phase, Reason, Verdict
+from .models import AppliedMigrationRecord, RunFailure, RunRecord
+
+# The runner's error types (engines/errors.py) and the condition reason each one calls for.
+_REASON_BY_ERROR = {
+    "MigrationFailed": Reason.MIGRATION_FAILED,
+    "RunRefused": Reason.RUN_REFUSED,
+    "PlanChanged": Reason.RUN_REFUSED,
+    "DatabaseUnavailable": Reason.DATABASE_UNAVAILABLE,
+    "LockTimeout": Reason.DATABASE_UNAVAILABLE,
+}
+
+
+@dataclass(frozen=True)
+class JobObservation:
+    """The parts of a Job and its pod that decide a run's outcome."""
+
+    name: str
+    target_hash: str | None
+    active: bool  # neither Complete nor Failed yet
+    succeeded: bool
+    started_at: str | None = None
+    finished_at: str | None = None
+    failure_message: str | None = None  # from the Job's Failed condition
+    termination_message: str | None = None  # the runner's JSON run document
+
+
+def _document(text: str | None) -> dict[str, Any] | None:
+    if not text:
+        return None
+    try:
+        document = json.loads(text)
+    except ValueError:
+        return None
+    return document if isinstance(document, dict) and document.get("kind") == "run" else None
+
+
+def _applied(document: dict[str, Any] | None) -> list[AppliedMigrationRecord]:
+    entries = (document or {}).get("applied") or []
+    return [
+        AppliedMigrationRecord(id=str(entry["id"]), duration_ms=entry.get("duration_ms"))
+        for entry in entries
+        if isinstance(entry, dict) and "id" in entry
+    ]
+
+
+def _failure(job: JobObservation, document: dict[str, Any] | None) -> RunFailure:
+    error = (document or {}).get("error")
+    if isinstance(error, dict):
+        return RunFailure(
+            error=error.get("type"),
+            migration=error.get("migration"),
+            file=error.get("file"),
+            line=error.get("line"),
+            sqlstate=error.get("sqlstate"),
+            message=str(error.get("message") or "the migration run failed"),
+        )
+    message = job.failure_message or "the migration Job failed"
+    if job.termination_message and document is None:
+        message = f"{message}: {job.termination_message}"
+    return RunFailure(message=message)
+
+
+def run_record(job: JobObservation) -> RunRecord:
+    if job.active:
+        return RunRecord(
+            job=job.name,
+            target_hash=job.target_hash or "",
+            result="Running",
+            started_at=job.started_at,
+        )
+    document = _document(job.termination_message)
+    applied = _applied(document)
+    succeeded = job.succeeded and (document is None or document.get("status") == "succeeded")
+    return RunRecord(
+        job=job.name,
+        target_hash=job.target_hash or "",
+        result="Succeeded" if succeeded else "Failed",
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        applied=applied,
+        applied_count=(document or {}).get("applied_total", len(applied)),
+        failure=None if succeeded else _failure(job, document),
+    )
+
+
+def verdict_for(run: RunRecord) -> Verdict:
+    """The conditions a recorded run calls for."""
+    if run.result == "Running":
+        return Verdict(Phase.RECONCILING, Reason.JOB_RUNNING, f"migration Job {run.job} is running")
+    if run.result == "Succeeded":
+        count = run.applied_count or 0
+        return Verdict(
+            Phase.READY,
+            Reason.SUCCEEDED,
+            f"applied {count} migration(s); the database is up to date",
+        )
+    failure = run.failure or RunFailure(message="the migration Job failed")
+    reason = _REASON_BY_ERROR.get(failure.error or "", Reason.JOB_FAILED)
+    where = failure.file or failure.migration
+    message = (
+        f"{where}: {failure.message}"
+        if where and where not in failure.message
+        else (failure.message)
+    )
+    return Verdict(Phase.STALLED, reason, f"migration Job {run.job} failed: {message}")

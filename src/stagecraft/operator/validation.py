@@ -1,0 +1,88 @@
+"""The checks a DatabaseMigration spec must pass: the admission webhook and reconcile share them.
+
+They are the checks of stagecraft.yml (the same pydantic model for `migrations`, engine ids and
+options through the engine registry), so a resource is valid exactly when the matching config
+entry is. Each problem names the field it is about, in the resource's own spelling.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..engines import registry
+from ..engines.errors import InvalidOptions, UnknownEngine
+from .models import DatabaseMigrationSpec
+
+
+@dataclass(frozen=True)
+class SpecProblem:
+    field: str  # e.g. "spec.migrations.engine"
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
+
+
+@dataclass(frozen=True)
+class SpecValidation:
+    spec: DatabaseMigrationSpec | None  # None when the structure itself is wrong
+    problems: tuple[SpecProblem, ...]
+
+    @property
+    def valid(self) -> bool:
+        return not self.problems
+
+    @property
+    def message(self) -> str:
+        """All problems in one line, for an admission response or a Stalled condition."""
+        return "; ".join(str(problem) for problem in self.problems)
+
+
+def _field(*parts: object) -> str:
+    return ".".join(["spec", *(str(part) for part in parts)])
+
+
+def _structure_problems(error: ValidationError) -> list[SpecProblem]:
+    return [
+        SpecProblem(_field(*issue["loc"]), issue["msg"].removeprefix("Value error, "))
+        for issue in error.errors()
+    ]
+
+
+def _registry_problems(raw_spec: Mapping[str, Any]) -> list[SpecProblem]:
+    """Engine id and options against the registry, read from the raw spec so that they are
+    reported together with structural problems."""
+    migrations = raw_spec.get("migrations")
+    if not isinstance(migrations, Mapping):
+        return []
+    engine_id = migrations.get("engine")
+    if not isinstance(engine_id, str) or not engine_id.strip():
+        return []  # pydantic reports a missing or empty engine
+    try:
+        engine = registry.get(engine_id)
+    except UnknownEngine as error:
+        return [SpecProblem(_field("migrations", "engine"), str(error))]
+    options = migrations.get("options") or {}
+    if not isinstance(options, Mapping):
+        return []  # pydantic reports the wrong type
+    try:
+        engine.parse_options(options)
+    except InvalidOptions as error:
+        return [
+            SpecProblem(_field("migrations", "options", field), message)
+            for field, message in error.problems
+        ]
+    return []
+
+
+def validate_spec(raw_spec: Mapping[str, Any]) -> SpecValidation:
+    problems = _registry_problems(raw_spec)
+    try:
+        spec = DatabaseMigrationSpec.model_validate(dict(raw_spec))
+    except ValidationError as error:
+        return SpecValidation(None, (*_structure_problems(error), *problems))
+    return SpecValidation(spec if not problems else None, tuple(problems))

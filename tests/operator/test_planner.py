@@ -1,0 +1,127 @@
+"""The planner: observed state in, one next action out, in the order of its named steps."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from stagecraft.operator.conditions import Phase, Reason
+from stagecraft.operator.manifests import MigrationSource, job_name, target_hash
+from stagecraft.operator.models import RunRecord
+from stagecraft.operator.planner import Action, Observed, decide
+from stagecraft.operator.runs import JobObservation
+from stagecraft.operator.validation import validate_spec
+
+SOURCE = MigrationSource(image="shop-api:41")
+
+
+def _raw_spec(**migrations: Any) -> dict[str, Any]:
+    return {
+        "migrations": {"engine": "raw", "path": "/app/migrations", **migrations},
+        "connection": {"secretKeyRef": {"name": "shop-db", "key": "url"}},
+        "deployment": {"name": "shop-api"},
+    }
+
+
+def _target(**migrations: Any) -> str:
+    spec = validate_spec(_raw_spec(**migrations)).spec
+    assert spec is not None
+    return target_hash(spec, SOURCE)
+
+
+def _observed(**overrides: Any) -> Observed:
+    fields: dict[str, Any] = {
+        "resource_name": "shop-db",
+        "validation": validate_spec(_raw_spec()),
+        "source": SOURCE,
+    }
+    fields.update(overrides)
+    return Observed(**fields)
+
+
+def _job(active: bool, succeeded: bool = False, message: str | None = None) -> JobObservation:
+    return JobObservation(
+        name=job_name("shop-db", _target()),
+        target_hash=_target(),
+        active=active,
+        succeeded=succeeded,
+        termination_message=message,
+    )
+
+
+def test_invalid_spec_stalls_with_the_validation_message() -> None:
+    decision = decide(_observed(validation=validate_spec(_raw_spec(engine="flyway"))))
+    assert decision.action is Action.STALL
+    assert (decision.verdict.phase, decision.verdict.reason) == (Phase.STALLED, Reason.INVALID_SPEC)
+    assert "unknown migration engine 'flyway'" in decision.verdict.message
+
+
+def test_unresolved_source_stalls_with_the_reason() -> None:
+    decision = decide(_observed(source=None, source_problem="Deployment shop-api not found"))
+    assert decision.action is Action.STALL
+    assert decision.verdict.reason is Reason.SOURCE_NOT_FOUND
+    assert decision.verdict.message == "Deployment shop-api not found"
+
+
+def test_new_target_creates_its_job() -> None:
+    decision = decide(_observed())
+    assert decision.action is Action.CREATE_JOB
+    assert decision.target_hash == _target()
+    assert decision.job_name == job_name("shop-db", _target())
+    assert decision.verdict.phase is Phase.RECONCILING
+    assert decision.run is not None
+    assert decision.run.result == "Running"
+
+
+def test_running_job_is_waited_for() -> None:
+    decision = decide(_observed(job=_job(active=True)))
+    assert decision.action is Action.WAIT_FOR_JOB
+    assert decision.verdict.reason is Reason.JOB_RUNNING
+
+
+def test_finished_job_has_its_result_recorded() -> None:
+    message = json.dumps(
+        {"kind": "run", "status": "succeeded", "applied": [{"id": "0001.sql", "duration_ms": 4}]}
+    )
+    decision = decide(_observed(job=_job(active=False, succeeded=True, message=message)))
+    assert decision.action is Action.RECORD_RESULT
+    assert decision.verdict.phase is Phase.READY
+    assert decision.run is not None
+    assert decision.run.target_hash == _target()
+    assert [entry.id for entry in decision.run.applied] == ["0001.sql"]
+
+
+def test_recorded_target_is_never_run_again_even_when_its_job_is_gone() -> None:
+    recorded = RunRecord(job="old", target_hash=_target(), result="Succeeded", applied_count=2)
+    decision = decide(_observed(last_run=recorded, job=None))
+    assert decision.action is Action.KEEP_RESULT
+    assert decision.verdict.phase is Phase.READY
+
+
+def test_recorded_failure_stays_stalled_without_a_new_job() -> None:
+    recorded = RunRecord(job="old", target_hash=_target(), result="Failed")
+    decision = decide(_observed(last_run=recorded))
+    assert decision.action is Action.KEEP_RESULT
+    assert decision.verdict.phase is Phase.STALLED
+
+
+def test_a_result_for_an_older_target_does_not_stop_a_new_run() -> None:
+    recorded = RunRecord(job="old", target_hash="0000000000000000", result="Succeeded")
+    assert decide(_observed(last_run=recorded)).action is Action.CREATE_JOB
+
+
+def test_a_job_of_another_target_is_not_taken_for_this_one() -> None:
+    stale = JobObservation(name="shop-db-0000000000", target_hash="x", active=True, succeeded=False)
+    assert decide(_observed(job=stale)).action is Action.CREATE_JOB
+
+
+def test_manual_strategy_waits_for_a_run_request() -> None:
+    decision = decide(_observed(validation=validate_spec(_raw_spec(strategy="manual"))))
+    assert decision.action is Action.WAIT
+    assert decision.verdict.reason is Reason.WAITING_FOR_RUN_REQUEST
+    assert decision.verdict.phase is Phase.WAITING
+
+
+def test_manual_strategy_runs_when_requested() -> None:
+    observed = _observed(validation=validate_spec(_raw_spec(strategy="manual")), run_requested=True)
+    assert decide(observed).action is Action.CREATE_JOB
