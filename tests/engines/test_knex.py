@@ -5,6 +5,7 @@ Tests that run migrations start the real Knex CLI once; the rest never start Nod
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 
 from stagecraft.engines import (
     InvalidOptions,
+    LockTimeout,
     Migration,
     MigrationFailed,
     PlanChanged,
@@ -251,3 +253,46 @@ def test_a_project_without_knex_says_what_to_install(postgres_url: str, tmp_path
 def test_unknown_options_are_rejected_with_the_known_ones(tmp_path: Path) -> None:
     with pytest.raises(InvalidOptions, match="url_env"):
         engine.parse_options({"tabel": "x"})
+
+
+KNEX_TABLES = (
+    'CREATE TABLE "knex_migrations" ("id" serial primary key, "name" varchar(255), '
+    '"batch" integer, "migration_time" timestamptz)',
+    'CREATE TABLE "knex_migrations_lock" ("index" serial primary key, "is_locked" integer)',
+    'INSERT INTO "knex_migrations_lock" ("is_locked") VALUES (1)',
+)
+
+
+def execute(url: str, *statements: str) -> None:
+    with psycopg.connect(url, autocommit=True) as connection:
+        for statement in statements:
+            connection.execute(statement.encode())
+
+
+def test_a_run_waits_for_a_knex_lock_released_within_the_lock_timeout(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    folder = make_project(tmp_path / "app", {"001_a.js": CREATE_A})
+    execute(postgres_url, *KNEX_TABLES)  # as while a `knex migrate:latest` runs
+    release = threading.Timer(
+        0.5, execute, (postgres_url, "UPDATE knex_migrations_lock SET is_locked = 0")
+    )
+    release.start()
+    try:
+        report = engine.run(options(folder, postgres_url, lock_timeout=60))
+    finally:
+        release.join()
+    assert [applied.id for applied in report.applied] == ["001_a.js"]
+
+
+def test_a_knex_batch_holding_its_lock_row_in_a_transaction_times_the_run_out(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    folder = make_project(tmp_path / "app", {"001_a.js": CREATE_A})
+    execute(postgres_url, *KNEX_TABLES, "UPDATE knex_migrations_lock SET is_locked = 0")
+    with psycopg.connect(postgres_url) as knex_batch:  # Knex's default: lock inside the batch
+        knex_batch.execute(b"UPDATE knex_migrations_lock SET is_locked = 1")
+        with pytest.raises(LockTimeout, match="knex_migrations_lock"):
+            engine.run(options(folder, postgres_url, lock_timeout=0.3))
+        knex_batch.rollback()
+    assert recorded(postgres_url) == []
