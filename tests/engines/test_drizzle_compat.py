@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +30,8 @@ from stagecraft.engines.drizzle import DrizzleEngine
 from tests.conftest import FolderWriter
 from tests.engines.drizzle_folders import BASE_WHEN, GENERATED, write_drizzle_folder
 from tests.engines.drizzle_tools import (
+    NODE_TIMEOUT,
+    ROOT,
     DrizzleJob,
     DrizzleOutcome,
     drizzle_kit_migrate,
@@ -37,6 +41,7 @@ from tests.support.postgres_server import PostgresServer
 
 engine = DrizzleEngine()
 GENERATED_TAGS = ["0000_init", "0001_posts", "0002_touch_trigger"]
+GENERATE_SCRIPT = ROOT / "tests" / "engines" / "node" / "generate_drizzle_fixture.sh"
 
 
 @pytest.fixture
@@ -272,3 +277,21 @@ def test_a_byte_order_mark_fails_under_drizzle_but_runs_here_with_drizzles_hash(
     assert outcomes[0].code == "42601", outcomes
     assert outcomes[1] == OK
     assert tracking_rows(other_postgres_url) == [(hashlib.sha256(data).hexdigest(), BASE_WHEN)]
+
+
+def test_the_committed_fixture_is_what_drizzle_kit_generates_today(tmp_path: Path) -> None:
+    out = tmp_path / "fresh"
+    done = subprocess.run(
+        ["sh", str(GENERATE_SCRIPT), os.path.relpath(out, ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=NODE_TIMEOUT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert sorted(p.name for p in out.glob("*.sql")) == [f"{tag}.sql" for tag in GENERATED_TAGS]
+    for tag in GENERATED_TAGS:
+        assert (out / f"{tag}.sql").read_bytes() == (GENERATED / f"{tag}.sql").read_bytes(), tag
+    fresh = json.loads((out / "meta" / "_journal.json").read_text(encoding="utf-8"))
+    assert [entry["tag"] for entry in fresh["entries"]] == GENERATED_TAGS
+    assert fresh["dialect"] == "postgresql"

@@ -1,14 +1,16 @@
 #!/bin/sh
 # Regenerates tests/engines/fixtures/drizzle/generated with the real drizzle-kit, offline:
 # two schema versions give two generated migrations, then a custom (hand-written) one.
-# Run from anywhere; it needs `npm ci` in tools/node. The output is committed, so the tests
+# Run from anywhere; it needs the npm tools in tools/node. The output is committed, so the tests
 # do not depend on generation time (`when` in the journal is the time of generation).
+# Usage: generate_drizzle_fixture.sh [OUT], OUT relative to the repository root; a test writes
+# a fresh copy elsewhere to check that the committed one is still what drizzle-kit writes.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
 # drizzle-kit resolves --out against the working directory, so it must be relative.
 cd "$root"
-out="tests/engines/fixtures/drizzle/generated"
+out="${1:-tests/engines/fixtures/drizzle/generated}"
 kit="$root/tools/node/node_modules/drizzle-kit/bin.cjs"
 export NODE_PATH="$root/tools/node/node_modules"
 work=$(mktemp -d)
