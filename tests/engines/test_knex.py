@@ -296,3 +296,26 @@ def test_a_knex_batch_holding_its_lock_row_in_a_transaction_times_the_run_out(
             engine.run(options(folder, postgres_url, lock_timeout=0.3))
         knex_batch.rollback()
     assert recorded(postgres_url) == []
+
+
+def test_migrations_a_plain_knex_applies_in_between_are_reported_as_skipped(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    # The project's knexfile runs a plain `knex migrate:latest` of its own while Stagecraft's
+    # Knex loads it: after Stagecraft planned, before its Knex lists the migrations.
+    knexfile = (
+        "const { execFileSync } = require('child_process');\n"
+        "const config = { client: 'pg', connection: process.env.DATABASE_URL };\n"
+        "module.exports = () => {\n"
+        "  if (!process.env.INNER_KNEX) {\n"
+        "    execFileSync(process.execPath, [require.resolve('knex/bin/cli.js'), "
+        "'migrate:latest', '--knexfile', __filename], "
+        "{ env: { ...process.env, INNER_KNEX: '1' }, cwd: __dirname });\n"
+        "  }\n"
+        "  return config;\n"
+        "};\n"
+    )
+    folder = make_project(tmp_path / "app", {"001_a.js": CREATE_A}, knexfile=knexfile)
+    report = engine.run(options(folder, postgres_url))
+    assert (report.applied, report.skipped) == ((), ("001_a.js",))
+    assert recorded(postgres_url) == ["001_a.js"]

@@ -7,6 +7,7 @@ and did not finish, with the database's message.
 
 from __future__ import annotations
 
+import re
 from typing import Any, NoReturn
 
 from .base import AppliedResult, Migration, Plan, RunOptions, RunReport
@@ -22,6 +23,7 @@ from .knex_tables import KnexTables
 from .urls import redact_url, scrub
 
 FAILED_WITH = "migration failed with error: "
+BATCH_RUN = re.compile(r"Batch (\d+) run: (\d+) migrations")
 NOTHING_APPLIED = "nothing of it was applied or recorded"
 
 # The knexfile's migrations settings, by the engine option that must match each one.
@@ -39,41 +41,48 @@ class KnexFailed(StagecraftError):
     """Knex stopped for a reason that is not one migration's failure (config, connection...)."""
 
 
-class KnexMigrationFailed(MigrationFailed):
-    """A Knex migration failed; one that ran outside a transaction may have left changes."""
-
-    def __init__(self, migration: Migration, failure: SqlFailure) -> None:
-        super().__init__(migration.id, migration.path, failure)
-        if not migration.transactional:
-            self.args = (
-                str(self).replace(
-                    NOTHING_APPLIED,
-                    "it runs outside a transaction (exports.config = { transaction: false }), so "
-                    "what it did before the error stays in the database while Knex recorded "
-                    "nothing: check the database and repair it before running again",
-                ),
-            )
+def migration_failed(migration: Migration, failure: SqlFailure) -> MigrationFailed:
+    """The shared error type (the CLI and the operator key on it), worded for Knex's modes."""
+    failed = MigrationFailed(migration.id, migration.path, failure)
+    if not migration.transactional:
+        failed.args = (
+            str(failed).replace(
+                NOTHING_APPLIED,
+                "it runs outside a transaction (exports.config = { transaction: false }), so "
+                "what it did before the error stays in the database while Knex recorded "
+                "nothing: check the database and repair it before running again",
+            ),
+        )
+    return failed
 
 
 def _recorded_names(tables: KnexTables) -> set[str]:
     return {row.name for row in tables.recorded()}
 
 
-def _applied(plan: Plan, outcome: KnexOutcome, recorded: set[str]) -> list[AppliedResult]:
+def _batch_run(outcome: KnexOutcome) -> tuple[int, int] | None:
+    """`Batch N run: K migrations`, the line Knex's CLI prints on success."""
+    for line in reversed(outcome.output):
+        match = BATCH_RUN.search(line)
+        if match:
+            return int(match.group(1)), int(match.group(2))
+    return None
+
+
+def _applied(plan: Plan, outcome: KnexOutcome, ours: set[str]) -> list[AppliedResult]:
     finished = outcome.finished
-    reported = bool(outcome.of_kind("started"))  # a Knex without migration hooks reports none
     return [
         AppliedResult(migration.id, finished.get(migration.id, 0))
         for migration in plan.pending
-        if migration.id in recorded and (migration.id in finished or not reported)
+        if migration.id in ours
     ]
 
 
 def report_success(
     outcome: KnexOutcome, plan: Plan, tables: KnexTables, opts: RunOptions
 ) -> RunReport:
-    recorded = _recorded_names(tables)
-    missing = [migration.id for migration in plan.pending if migration.id not in recorded]
+    rows = tables.recorded()
+    missing = sorted({m.id for m in plan.pending} - {row.name for row in rows})
     if missing:
         raise KnexFailed(
             f"Knex reported success, but {', '.join(missing)} is not recorded in {tables.table} "
@@ -81,9 +90,12 @@ def report_success(
             "knexfile's connection read the URL from the variable named by the engine option "
             "url_env (DATABASE_URL by default)"
         )
-    applied = _applied(plan, outcome, recorded)
-    ids = {result.id for result in applied}
-    skipped = tuple(migration.id for migration in plan.pending if migration.id not in ids)
+    # This run's rows carry the batch number Knex printed; rows of another batch were written
+    # by a runner that got in between (Knex then prints that it ran fewer).
+    batch = _batch_run(outcome)
+    ours = {row.name for row in rows if batch and batch[1] and row.batch == batch[0]}
+    applied = _applied(plan, outcome, ours)
+    skipped = tuple(migration.id for migration in plan.pending if migration.id not in ours)
     return RunReport(engine=plan.engine, plan=plan, applied=tuple(applied), skipped=skipped)
 
 
@@ -144,8 +156,10 @@ def raise_failure(
     by_id = {migration.id: migration for migration in plan.pending}
     if failed_name in by_id:
         assert failed_name is not None
-        failed = KnexMigrationFailed(by_id[failed_name], _failure_of(outcome, failed_name, url))
-        failed.applied = tuple(_applied(plan, outcome, _recorded_names(tables)))
+        failed = migration_failed(by_id[failed_name], _failure_of(outcome, failed_name, url))
+        # Per-migration transactions keep what finished before the failure (and is recorded).
+        done = _recorded_names(tables) & set(outcome.finished)
+        failed.applied = tuple(_applied(plan, outcome, done))
         raise failed
     loading = [line[len(FAILED_WITH) :] for line in outcome.warnings() if FAILED_WITH in line]
     if loading:
