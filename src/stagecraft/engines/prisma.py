@@ -30,7 +30,7 @@ from . import scripts
 from .applying import PlanApplier, prepare_sql_file, refuse_unsafe
 from .base import Migration, Plan, PlanOptions, Resolution, RunOptions, RunReport
 from .database import Database, connect
-from .errors import MigrationFailed, ResolveError, StagecraftError
+from .errors import MigrationFailed, MigrationSourceError, ResolveError, StagecraftError
 from .options import FORBID_UNKNOWN_FIELDS, parse_options
 from .prisma_folder import PrismaFolder, checksum_matches, read_folder
 from .prisma_rules import RESOLVE_COMMAND, plan_deploy
@@ -91,7 +91,11 @@ def _transactional(database: Database, migration: Migration) -> Migration:
     data = scripts.read_bytes(migration.path)
     if scripts.NO_TRANSACTION in scripts.directives(migration.path, data):
         return replace(migration, transactional=False)
-    statements = database.split(scripts.decode(migration.path, data))
+    try:
+        text = scripts.decode(migration.path, data)
+    except MigrationSourceError:
+        return migration  # the run refuses it before anything runs, when it decodes it again
+    statements = database.split(text)
     if any(statement.keyword in _TRANSACTION_CONTROL for statement in statements):
         return replace(migration, transactional=False)
     return migration
