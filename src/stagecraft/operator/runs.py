@@ -117,3 +117,46 @@ def verdict_for(run: RunRecord) -> Verdict:
         else (failure.message)
     )
     return Verdict(Phase.STALLED, reason, f"migration Job {run.job} failed: {message}")
+
+
+def _true_condition(job: dict[str, Any], condition_type: str) -> dict[str, Any] | None:
+    for condition in (job.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == condition_type and condition.get("status") == "True":
+            return dict(condition)
+    return None
+
+
+def _runner_message(pods: list[dict[str, Any]], container: str) -> str | None:
+    """The termination message of the runner in the newest pod that has one."""
+    newest_first = sorted(
+        pods,
+        key=lambda pod: (pod.get("metadata") or {}).get("creationTimestamp") or "",
+        reverse=True,
+    )
+    for pod in newest_first:
+        for status in (pod.get("status") or {}).get("containerStatuses") or []:
+            terminated = (status.get("state") or {}).get("terminated") or {}
+            if status.get("name") == container and terminated.get("message"):
+                return str(terminated["message"])
+    return None
+
+
+def observe_job(
+    job: dict[str, Any], pods: list[dict[str, Any]], container: str, hash_label: str
+) -> JobObservation:
+    """Read a Job and its pods as the Job controller left them."""
+    metadata = job.get("metadata") or {}
+    status = job.get("status") or {}
+    complete = _true_condition(job, "Complete")
+    failed = _true_condition(job, "Failed")
+    finished = complete or failed
+    return JobObservation(
+        name=str(metadata.get("name")),
+        target_hash=(metadata.get("labels") or {}).get(hash_label),
+        active=finished is None,
+        succeeded=complete is not None,
+        started_at=status.get("startTime"),
+        finished_at=status.get("completionTime") or (finished or {}).get("lastTransitionTime"),
+        failure_message=(failed or {}).get("message"),
+        termination_message=_runner_message(pods, container) if finished else None,
+    )

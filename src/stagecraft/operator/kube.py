@@ -1,0 +1,110 @@
+"""The one module that talks to the Kubernetes API: reads and writes as plain dicts.
+
+Everything goes through the official `kubernetes` client with `_preload_content=False`, so the
+rest of the operator sees objects exactly as the API server sent them (camelCase, no client
+models) and never imports the client.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from .manifests import RUNNER_CONTAINER
+from .models import GROUP, PLURAL, VERSION
+
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"  # set by the Job controller on its pods
+HTTP_NOT_FOUND = 404
+HTTP_CONFLICT = 409
+
+
+def _json(response: Any) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads(response.data)
+    return document
+
+
+def _or_none(call: Any, *args: Any) -> dict[str, Any] | None:
+    try:
+        return _json(call(*args, _preload_content=False))
+    except ApiException as error:
+        if error.status == HTTP_NOT_FOUND:
+            return None
+        raise
+
+
+class KubeApi:
+    """The cluster as the reconciler needs it; built once per operator process."""
+
+    runner_container = RUNNER_CONTAINER
+
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self._custom = client.CustomObjectsApi(api_client)
+        self._batch = client.BatchV1Api(api_client)
+        self._core = client.CoreV1Api(api_client)
+        self._apps = client.AppsV1Api(api_client)
+
+    @classmethod
+    def for_host(cls, host: str) -> KubeApi:
+        configuration = client.Configuration(host=host)
+        configuration.verify_ssl = False
+        return cls(client.ApiClient(configuration))
+
+    @classmethod
+    def from_environment(cls) -> KubeApi:
+        """In-cluster service account, else the local kubeconfig (as kubectl does)."""
+        from kubernetes import config
+
+        # The loaders are untyped in the client's stubs.
+        try:
+            config.load_incluster_config()  # type: ignore[no-untyped-call]
+        except config.ConfigException:
+            config.load_kube_config()  # type: ignore[no-untyped-call]
+        return cls(client.ApiClient())
+
+    def database_migration(self, namespace: str, name: str) -> dict[str, Any] | None:
+        get = self._custom.get_namespaced_custom_object
+        try:
+            return _json(get(GROUP, VERSION, namespace, PLURAL, name, _preload_content=False))
+        except ApiException as error:
+            if error.status == HTTP_NOT_FOUND:
+                return None
+            raise
+
+    def write_database_migration_status(
+        self, namespace: str, name: str, status: dict[str, Any]
+    ) -> None:
+        """Merge-patch the status subresource; a None value removes that field."""
+        self._custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, PLURAL, name, {"status": status}
+        )
+
+    def deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return _or_none(self._apps.read_namespaced_deployment, name, namespace)
+
+    def config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return _or_none(self._core.read_namespaced_config_map, name, namespace)
+
+    def job(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return _or_none(self._batch.read_namespaced_job, name, namespace)
+
+    def create_job(self, namespace: str, manifest: dict[str, Any]) -> bool:
+        """Create the Job; False when a Job of that name exists already (it is adopted)."""
+        try:
+            # The client serialises a plain dict as it is; its type hints only name V1Job.
+            body: Any = manifest
+            self._batch.create_namespaced_job(namespace, body, _preload_content=False)
+        except ApiException as error:
+            if error.status == HTTP_CONFLICT:
+                return False
+            raise
+        return True
+
+    def job_pods(self, namespace: str, job_name: str) -> list[dict[str, Any]]:
+        response = self._core.list_namespaced_pod(
+            namespace, label_selector=f"{JOB_NAME_LABEL}={job_name}", _preload_content=False
+        )
+        items: list[dict[str, Any]] = _json(response).get("items", [])
+        return items

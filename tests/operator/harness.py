@@ -1,0 +1,219 @@
+"""The operator under test: the real kopf operator in its own thread and event loop, talking over
+HTTP to the emulator, which runs in the test's loop with the stand-in Job controller.
+
+kopf gets a thread of its own because its shutdown cancels tasks of the loop it runs in (it would
+cancel pytest-asyncio's fixture teardown), and because the sync kubernetes client that its handlers
+use must never block the loop that serves the emulator (../shared/TESTING.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import kmock
+import kopf
+
+from stagecraft.operator.handlers import register_handlers
+from stagecraft.operator.kube import KubeApi
+from stagecraft.operator.manifests import RunnerSettings
+from stagecraft.operator.models import GROUP, KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION
+from stagecraft.operator.reconcile import Reconciler
+from tests.operator.controllers import JobController
+from tests.operator.emulator import ApiServerEmulator
+
+RUNNER_IMAGE = "stagecraft:test"
+NAMESPACE = "shop"
+WAIT_TIMEOUT = 60.0  # seconds; a bound for hangs, never an expectation of speed
+POLL_INTERVAL = 0.02
+
+
+def _declare_custom_resource(emulator: ApiServerEmulator) -> None:
+    emulator.resources[f"{GROUP}/{VERSION}/{PLURAL}"] = kmock.ResourceInfo(
+        kind=KIND,
+        singular=SINGULAR,
+        namespaced=True,
+        shortnames=set(SHORT_NAMES),
+        subresources={"status"},
+        verbs={"get", "list", "watch", "create", "update", "patch", "delete"},
+    )
+
+
+def _operator_settings() -> kopf.OperatorSettings:
+    settings = kopf.OperatorSettings()
+    settings.posting.enabled = False  # Events come with a later step; no noise until then
+    settings.watching.connect_timeout = 5
+    settings.networking.error_backoffs = [0.1, 0.2, 0.5]
+    settings.process.ultimate_exiting_timeout = 5
+    return settings
+
+
+@dataclass
+class OperatorThread:
+    """kopf's operator in a thread with its own event loop; `stop` waits for it to end."""
+
+    server: str
+    reconciler: Reconciler
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _ready: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+    errors: list[BaseException] = field(default_factory=list)
+
+    def start(self) -> None:
+        registry = kopf.OperatorRegistry()
+        server = self.server
+
+        def login(**_: Any) -> kopf.ConnectionInfo:
+            return kopf.ConnectionInfo(server=server, insecure=True)
+
+        kopf.on.login(registry=registry, id="emulator")(login)
+        register_handlers(registry, self.reconciler)
+
+        def run() -> None:
+            try:
+                asyncio.run(
+                    kopf.operator(
+                        registry=registry,
+                        settings=_operator_settings(),
+                        clusterwide=True,
+                        standalone=True,
+                        stop_flag=self._stop,
+                        ready_flag=self._ready,
+                    )
+                )
+            except BaseException as error:  # reported by the fixture, not lost in the thread
+                self.errors.append(error)
+
+        self._thread = threading.Thread(target=run, name="kopf-operator", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=WAIT_TIMEOUT)
+            assert not self._thread.is_alive(), "the kopf operator did not stop"
+
+
+@dataclass
+class Cluster:
+    """What a test sees: the emulator's store, the real client, the Job controller."""
+
+    emulator: ApiServerEmulator
+    api: KubeApi
+    jobs: JobController
+    operator: OperatorThread
+
+    async def create(self, group: str, plural: str, obj: dict[str, Any]) -> dict[str, Any]:
+        """Create through the emulator's store, as `kubectl apply` of a fixture would."""
+        obj.setdefault("metadata", {}).setdefault("namespace", NAMESPACE)
+        return await self.emulator.put_object(group, plural, obj)
+
+    async def create_secret(self, name: str, values: dict[str, str]) -> None:
+        encoded = {key: base64.b64encode(value.encode()).decode() for key, value in values.items()}
+        secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "data": encoded}
+        await self.create("", "secrets", secret)
+
+    async def create_deployment(self, name: str, containers: dict[str, str]) -> None:
+        template_containers = [{"name": key, "image": image} for key, image in containers.items()]
+        await self.create(
+            "apps",
+            "deployments",
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": name},
+                "spec": {
+                    "selector": {"matchLabels": {"app": name}},
+                    "template": {
+                        "metadata": {"labels": {"app": name}},
+                        "spec": {"containers": template_containers},
+                    },
+                },
+            },
+        )
+
+    async def apply_database_migration(self, name: str, spec: dict[str, Any]) -> None:
+        """Create the resource over HTTP with the real kubernetes client, as a user would."""
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": KIND,
+            "metadata": {"name": name, "namespace": NAMESPACE},
+            "spec": spec,
+        }
+        custom = self.api._custom  # the same client the operator uses
+        await asyncio.to_thread(
+            custom.create_namespaced_custom_object, GROUP, VERSION, NAMESPACE, PLURAL, body
+        )
+
+    def database_migration(self, name: str) -> dict[str, Any]:
+        stored = self.emulator.stored(GROUP, PLURAL, NAMESPACE, name)
+        assert stored is not None, f"DatabaseMigration {name} is gone"
+        return stored
+
+    def jobs_of(self, name: str) -> list[dict[str, Any]]:
+        return [
+            job
+            for job in self.emulator.stored_objects("batch", "jobs", NAMESPACE)
+            if any(owner["name"] == name for owner in job["metadata"].get("ownerReferences", []))
+        ]
+
+    async def wait_for_status(
+        self, name: str, condition: Callable[[dict[str, Any]], bool]
+    ) -> dict[str, Any]:
+        """Poll the stored resource until `condition(status)` holds; fail after a bound."""
+        deadline = time.monotonic() + WAIT_TIMEOUT
+        while True:
+            status = self.database_migration(name).get("status") or {}
+            if condition(status):
+                return status
+            assert not self.operator.errors, self.operator.errors
+            if time.monotonic() > deadline:
+                raise AssertionError(f"status of {name} never matched; last: {status}")
+            await asyncio.sleep(POLL_INTERVAL)
+
+
+def condition_of(status: dict[str, Any], condition_type: str) -> dict[str, Any]:
+    for condition in status.get("conditions", []):
+        if condition["type"] == condition_type:
+            return dict(condition)
+    return {}
+
+
+def is_true(condition_type: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda status: condition_of(status, condition_type).get("status") == "True"
+
+
+async def _wait_until_watching(emulator: ApiServerEmulator, plurals: set[str]) -> None:
+    """kopf's ready flag fires before its watch streams are open; wait for the streams."""
+    deadline = time.monotonic() + WAIT_TIMEOUT
+    while not plurals <= emulator.served_watches:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"kopf never watched {plurals - emulator.served_watches}")
+        await asyncio.sleep(POLL_INTERVAL)
+
+
+@asynccontextmanager
+async def running_cluster(workdir: Path) -> AsyncIterator[Cluster]:
+    emulator = ApiServerEmulator()
+    _declare_custom_resource(emulator)
+    async with emulator, kmock.Server(emulator) as server:
+        url = str(server.url).rstrip("/")
+        jobs = JobController(emulator, workdir)
+        emulator.write_listeners.append(jobs.on_write)
+        api = KubeApi.for_host(url)
+        reconciler = Reconciler(api, RunnerSettings(image=RUNNER_IMAGE))
+        operator = OperatorThread(url, reconciler)
+        operator.start()
+        try:
+            await _wait_until_watching(emulator, {PLURAL, "jobs"})
+            yield Cluster(emulator, api, jobs, operator)
+        finally:
+            await asyncio.to_thread(operator.stop)
+            await jobs.stop()
