@@ -47,22 +47,39 @@ class PrismaProject:
     def migrations(self) -> Path:
         return self.root / "migrations"
 
+    def _command(self, *args: str) -> list[str]:
+        return ["node", "--require", str(UNREF_LONG_TIMERS), str(PRISMA_CLI), *args]
+
+    def _env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "DATABASE_URL": self.url,
+            "STAGECRAFT_PRISMA_ADAPTER": str(HELPERS / "whole_script_adapter.cjs"),
+            "CHECKPOINT_DISABLE": "1",
+            "PRISMA_HIDE_UPDATE_MESSAGE": "1",
+            "NO_COLOR": "1",
+        }
+
     def prisma(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            ["node", "--require", str(UNREF_LONG_TIMERS), str(PRISMA_CLI), *args],
+            self._command(*args),
             capture_output=True,
             text=True,
             cwd=self.root,
-            env={
-                **os.environ,
-                "DATABASE_URL": self.url,
-                "STAGECRAFT_PRISMA_ADAPTER": str(HELPERS / "whole_script_adapter.cjs"),
-                "CHECKPOINT_DISABLE": "1",
-                "PRISMA_HIDE_UPDATE_MESSAGE": "1",
-                "NO_COLOR": "1",
-            },
+            env=self._env(),
             timeout=NODE_TIMEOUT,
             check=False,
+        )
+
+    def start_deploy(self) -> subprocess.Popen[str]:
+        """`prisma migrate deploy` in the background, for tests that make it wait."""
+        return subprocess.Popen(
+            self._command("migrate", "deploy"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=self.root,
+            env=self._env(),
         )
 
     def deploy(self) -> subprocess.CompletedProcess[str]:

@@ -6,7 +6,10 @@ slowly, so every run checks as much as it can.
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,9 +26,15 @@ from stagecraft.engines import (
     RunRefused,
     get,
 )
-from stagecraft.engines.prisma import PrismaEngine, PrismaMigrationFailed
+from stagecraft.engines.prisma import (
+    PRISMA_ADVISORY_LOCK_KEY,
+    PrismaEngine,
+    PrismaMigrationFailed,
+)
 from tests.engines.prisma_tools import (
     FIXTURE,
+    HELPERS,
+    NODE_TIMEOUT,
     add_file,
     execute,
     migration_rows,
@@ -38,6 +47,7 @@ FIXTURE_NAMES = sorted(path.name for path in FIXTURE.iterdir() if path.is_dir())
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 NOTHING_PENDING = "No pending migrations to apply."
 UP_TO_DATE = "Database schema is up to date!"
+LOCK_POLLS, LOCK_POLL_SECONDS = 600, 0.05  # at most 30 s for Prisma to reach its lock
 
 
 @pytest.fixture
@@ -93,12 +103,54 @@ def comparable(row: dict[str, object]) -> dict[str, object]:
     }
 
 
+def test_the_committed_fixture_is_what_prisma_migrate_diff_generates(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    generated = tmp_path / "generated"
+    done = subprocess.run(
+        ["sh", str(HELPERS / "generate_prisma_fixture.sh"), str(generated)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DATABASE_URL": postgres_url},
+        timeout=NODE_TIMEOUT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    files = sorted(path.relative_to(FIXTURE) for path in FIXTURE.rglob("*") if path.is_file())
+    assert files == sorted(
+        path.relative_to(generated) for path in generated.rglob("*") if path.is_file()
+    )
+    for file in files:
+        assert (generated / file).read_bytes() == (FIXTURE / file).read_bytes(), file
+
+
+def wait_until_prisma_waits_for_the_lock(url: str, deploy: subprocess.Popen[str]) -> None:
+    waiting = (
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+        f"AND classid = 0 AND objid = {PRISMA_ADVISORY_LOCK_KEY}"
+    )
+    for _ in range(LOCK_POLLS):
+        assert deploy.poll() is None, deploy.communicate()
+        if query(url, waiting) == [(1,)]:
+            return
+        time.sleep(LOCK_POLL_SECONDS)
+    raise AssertionError("prisma migrate deploy never waited for the advisory lock")
+
+
 def test_after_prisma_deploys_stagecraft_has_nothing_pending(
     postgres_url: str, tmp_path: Path
 ) -> None:
     project = new_project(tmp_path / "app", postgres_url)
-    deployed = project.deploy()
-    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    # Holding the key Stagecraft locks makes Prisma wait: the two tools exclude each other.
+    with psycopg.connect(postgres_url, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (PRISMA_ADVISORY_LOCK_KEY,))
+        deploy = project.start_deploy()
+        wait_until_prisma_waits_for_the_lock(postgres_url, deploy)
+        assert query(postgres_url, "SELECT count(*) FROM pg_tables WHERE tablename = 'User'") == [
+            (0,)
+        ]
+    stdout, stderr = deploy.communicate(timeout=NODE_TIMEOUT)
+    assert deploy.returncode == 0, stdout + stderr
     assert plan_of(project.migrations, postgres_url) == ([], FIXTURE_NAMES, [])
     assert run(project.migrations, postgres_url) == []
 

@@ -3,12 +3,13 @@
 # three schema versions give three generated migrations (the third removes an enum value, for
 # which Prisma writes BEGIN; ... COMMIT;), then a hand-written one with a DO $$ ... $$ block.
 # Prisma's JavaScript schema engine connects even for `migrate diff`, so DATABASE_URL must name
-# a reachable PostgreSQL database (nothing is changed in it). The output is committed.
+# a reachable PostgreSQL database (nothing is changed in it). The output is committed; a test
+# regenerates it into a temporary folder (the optional first argument) and compares.
 set -eu
 : "${DATABASE_URL:?set DATABASE_URL to any reachable PostgreSQL database}"
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../../.." && pwd)
-out="$root/tests/engines/fixtures/prisma/generated"
+out="${1:-$root/tests/engines/fixtures/prisma/generated}"
 prisma="$root/tools/node/node_modules/prisma/build/index.js"
 export STAGECRAFT_PRISMA_ADAPTER="$here/whole_script_adapter.cjs" CHECKPOINT_DISABLE=1
 work=$(mktemp -d)
