@@ -190,17 +190,27 @@ def node_version() -> str:
     return done.stdout.strip()
 
 
+def _ratios(results: dict[str, Timing], ours: str, theirs: str) -> tuple[float, float]:
+    """Stagecraft's time over the tool's: by the medians, and by the fastest runs."""
+    return (
+        results[ours].median / results[theirs].median,
+        results[ours].minimum / results[theirs].minimum,
+    )
+
+
 def section(results: dict[str, Timing], count: int, repeat: int) -> str:
-    cold = (
-        results["cold apply: stagecraft migrate run"].median
-        / results["cold apply: drizzle-orm migrate()"].median
+    cold = _ratios(
+        results, "cold apply: stagecraft migrate run", "cold apply: drizzle-orm migrate()"
     )
-    noop = (
-        results["no-op: stagecraft migrate plan"].median
-        / results["no-op: drizzle-orm migrate()"].median
+    noop = _ratios(results, "no-op: stagecraft migrate plan", "no-op: drizzle-orm migrate()")
+    cold_kit = _ratios(
+        results, "cold apply: stagecraft migrate run", "cold apply: drizzle-kit migrate"
     )
-    cold_verdict = "meets" if cold <= 1 else "misses"
-    noop_verdict = "meets" if noop <= 0.5 else "misses"
+    noop_kit = _ratios(results, "no-op: stagecraft migrate plan", "no-op: drizzle-kit migrate")
+    # A target counts as met only when the medians and the fastest runs both say so: on a
+    # shared machine one of them alone can be an accident of the load.
+    cold_verdict = "meets" if max(cold) <= 1 else "misses"
+    noop_verdict = "meets" if max(noop) <= 0.5 else "misses"
     rows = "\n".join(
         f"| {name} | {timing.median:.2f} | {timing.minimum:.2f} |"
         for name, timing in results.items()
@@ -220,9 +230,12 @@ on a database the other tool migrated.
 |---|---|---|
 {rows}
 
-Stagecraft's cold apply takes {cold:.2f}x drizzle-orm's ({cold_verdict} the target of at most
-1x); its no-op plan takes {noop:.2f}x drizzle-orm's no-op migrate ({noop_verdict} the target of
-well under). Where the time goes:
+Stagecraft's cold apply takes {cold[0]:.2f}x drizzle-orm's by the medians, {cold[1]:.2f}x by the
+fastest runs ({cold_verdict} the target of at most 1x); its no-op plan takes {noop[0]:.2f}x
+drizzle-orm's no-op migrate by the medians, {noop[1]:.2f}x by the fastest runs ({noop_verdict} the
+target of well under, taken as at most 0.5x). Against drizzle-kit's CLI, the command a person
+runs, the ratios are {cold_kit[0]:.2f}x / {cold_kit[1]:.2f}x for the cold apply and
+{noop_kit[0]:.2f}x / {noop_kit[1]:.2f}x for the no-op. Where the time goes:
 
 - Cold apply: Drizzle applies everything in ONE transaction, one commit. Stagecraft commits each
   migration with its tracking row (each migration is either applied and recorded or neither),
