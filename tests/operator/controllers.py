@@ -40,6 +40,8 @@ class JobController:
     workdir: Path
     images: dict[str, Path] = field(default_factory=dict)  # image -> folder playing its files
     runs: list[ContainerOutcome] = field(default_factory=list)  # every container that ran
+    # Cleared, Jobs wait before their pod starts: a test can act while a Job is in flight.
+    released: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def on_write(self, event: str, plural: str, obj: dict[str, Any]) -> None:
@@ -62,7 +64,11 @@ class JobController:
                 "batch", "jobs", metadata["namespace"], metadata["name"], status
             )
 
+    def runner_runs(self) -> list[ContainerOutcome]:
+        return [outcome for outcome in self.runs if outcome.name == "migrate"]
+
     async def _run_job(self, job: dict[str, Any]) -> None:
+        await self.released.wait()
         started = now()
         await self._write_job_status(job, {"startTime": started, "active": 1})
         fail_job_codes = _fail_job_exit_codes(job)
@@ -216,7 +222,12 @@ class JobController:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
         )
-        output, _ = await asyncio.wait_for(process.communicate(), PROCESS_TIMEOUT)
+        try:
+            output, _ = await asyncio.wait_for(process.communicate(), PROCESS_TIMEOUT)
+        except BaseException:  # cancelled at teardown or timed out: leave no process behind
+            process.kill()
+            await process.wait()
+            raise
         return ContainerOutcome(
             name=container["name"],
             exit_code=process.returncode if process.returncode is not None else -1,

@@ -110,6 +110,14 @@ class Cluster:
     jobs: JobController
     operator: OperatorThread
 
+    async def restart_operator(self) -> None:
+        """Stop the operator and start a new one, with nothing kept in memory between them."""
+        await asyncio.to_thread(self.operator.stop)
+        self.emulator.served_watches.clear()
+        self.operator = OperatorThread(self.operator.server, _reconciler(self.api))
+        self.operator.start()
+        await _wait_until_watching(self.emulator, {PLURAL, "jobs"})
+
     async def create(self, group: str, plural: str, obj: dict[str, Any]) -> dict[str, Any]:
         """Create through the emulator's store, as `kubectl apply` of a fixture would."""
         obj.setdefault("metadata", {}).setdefault("namespace", NAMESPACE)
@@ -150,6 +158,19 @@ class Cluster:
         custom = self.api._custom  # the same client the operator uses
         await asyncio.to_thread(
             custom.create_namespaced_custom_object, GROUP, VERSION, NAMESPACE, PLURAL, body
+        )
+
+    async def patch_spec(self, name: str, spec: dict[str, Any]) -> None:
+        """Merge-patch the resource's spec over HTTP with the real client, as kubectl would."""
+        custom = self.api._custom
+        await asyncio.to_thread(
+            custom.patch_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            NAMESPACE,
+            PLURAL,
+            name,
+            {"spec": spec},
         )
 
     def database_migration(self, name: str) -> dict[str, Any]:
@@ -199,6 +220,10 @@ async def _wait_until_watching(emulator: ApiServerEmulator, plurals: set[str]) -
         await asyncio.sleep(POLL_INTERVAL)
 
 
+def _reconciler(api: KubeApi) -> Reconciler:
+    return Reconciler(api, RunnerSettings(image=RUNNER_IMAGE))
+
+
 @asynccontextmanager
 async def running_cluster(workdir: Path) -> AsyncIterator[Cluster]:
     emulator = ApiServerEmulator()
@@ -207,13 +232,13 @@ async def running_cluster(workdir: Path) -> AsyncIterator[Cluster]:
         url = str(server.url).rstrip("/")
         jobs = JobController(emulator, workdir)
         emulator.write_listeners.append(jobs.on_write)
+        jobs.released.set()
         api = KubeApi.for_host(url)
-        reconciler = Reconciler(api, RunnerSettings(image=RUNNER_IMAGE))
-        operator = OperatorThread(url, reconciler)
-        operator.start()
+        cluster = Cluster(emulator, api, jobs, OperatorThread(url, _reconciler(api)))
+        cluster.operator.start()
         try:
             await _wait_until_watching(emulator, {PLURAL, "jobs"})
-            yield Cluster(emulator, api, jobs, operator)
+            yield cluster
         finally:
-            await asyncio.to_thread(operator.stop)
+            await asyncio.to_thread(cluster.operator.stop)
             await jobs.stop()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 
 from tests.operator.harness import Cluster, condition_of, is_true
 
@@ -32,18 +35,25 @@ def _spec(**overrides: Any) -> dict[str, Any]:
     return spec
 
 
+GOOD_MIGRATIONS = {
+    "0001_customers.sql": "CREATE TABLE customers (id integer PRIMARY KEY);",
+    "0002_orders.sql": "CREATE TABLE orders (id integer PRIMARY KEY);",
+}
+
+
+async def _application(
+    cluster: Cluster, root: Path, database_url: str, files: Mapping[str, str]
+) -> None:
+    """The application's image, its Deployment and the Secret with the database URL."""
+    cluster.jobs.images[APP_IMAGE] = _image_with_migrations(root, files)
+    await cluster.create_secret("shop-db", {"url": database_url})
+    await cluster.create_deployment("shop-api", {"api": APP_IMAGE})
+
+
 async def test_created_resource_is_migrated_by_its_job_and_becomes_ready(
     cluster: Cluster, postgres_url: str, tmp_path: Path
 ) -> None:
-    cluster.jobs.images[APP_IMAGE] = _image_with_migrations(
-        tmp_path / "image",
-        {
-            "0001_customers.sql": "CREATE TABLE customers (id integer PRIMARY KEY);",
-            "0002_orders.sql": "CREATE TABLE orders (id integer PRIMARY KEY);",
-        },
-    )
-    await cluster.create_secret("shop-db", {"url": postgres_url})
-    await cluster.create_deployment("shop-api", {"api": APP_IMAGE})
+    await _application(cluster, tmp_path / "image", postgres_url, GOOD_MIGRATIONS)
 
     await cluster.apply_database_migration("shop-db", _spec())
     status = await cluster.wait_for_status("shop-db", is_true("Ready"))
@@ -62,3 +72,105 @@ async def test_created_resource_is_migrated_by_its_job_and_becomes_ready(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
         ).fetchall()
     assert {"customers", "orders"} <= {row[0] for row in tables}
+
+
+async def test_failing_sql_stalls_with_the_migration_file_and_database_message(
+    cluster: Cluster, postgres_url: str, tmp_path: Path
+) -> None:
+    files = {
+        "0001_customers.sql": "CREATE TABLE customers (id integer PRIMARY KEY);",
+        "0002_broken.sql": "CREATE TABLE orders (id integer PRIMARY KEY",
+    }
+    await _application(cluster, tmp_path / "image", postgres_url, files)
+
+    await cluster.apply_database_migration("shop-db", _spec())
+    status = await cluster.wait_for_status("shop-db", is_true("Stalled"))
+
+    stalled = condition_of(status, "Stalled")
+    assert stalled["reason"] == "MigrationFailed"
+    assert "0002_broken.sql" in stalled["message"]
+    assert "syntax error" in stalled["message"]
+    assert condition_of(status, "Ready")["status"] == "False"
+    failure = status["lastRun"]["failure"]
+    assert failure["migration"] == "0002_broken.sql"
+    assert failure["file"].endswith("/0002_broken.sql")
+    assert failure["sqlstate"] == "42601"
+    assert [entry["id"] for entry in status["lastRun"]["applied"]] == ["0001_customers.sql"]
+    assert len(cluster.jobs.runner_runs()) == 1  # a failed migration is not retried blindly
+
+
+async def test_invalid_spec_stalls_without_a_job(cluster: Cluster) -> None:
+    spec = _spec(migrations={"engine": "flyway", "path": "/app/migrations"})
+
+    await cluster.apply_database_migration("shop-db", spec)
+    status = await cluster.wait_for_status("shop-db", is_true("Stalled"))
+
+    stalled = condition_of(status, "Stalled")
+    assert stalled["reason"] == "InvalidSpec"
+    assert "spec.migrations.engine: unknown migration engine 'flyway'" in stalled["message"]
+    assert "registered engines: " in stalled["message"]
+    assert status["observedGeneration"] == 1
+    assert cluster.jobs_of("shop-db") == []
+
+
+async def test_restarted_operator_adopts_the_running_job_instead_of_starting_another(
+    cluster: Cluster, postgres_url: str, tmp_path: Path
+) -> None:
+    await _application(cluster, tmp_path / "image", postgres_url, GOOD_MIGRATIONS)
+    cluster.jobs.released.clear()  # the Job is created but its pod does not start yet
+
+    await cluster.apply_database_migration("shop-db", _spec())
+    await cluster.wait_for_status("shop-db", is_true("Reconciling"))
+    await cluster.restart_operator()
+    cluster.jobs.released.set()
+    status = await cluster.wait_for_status("shop-db", is_true("Ready"))
+
+    assert len(cluster.jobs_of("shop-db")) == 1
+    assert len(cluster.jobs.runner_runs()) == 1
+    assert status["lastRun"]["job"] == cluster.jobs_of("shop-db")[0]["metadata"]["name"]
+
+
+async def test_job_deleted_after_its_result_was_recorded_is_not_run_again(
+    cluster: Cluster, postgres_url: str, tmp_path: Path
+) -> None:
+    await _application(cluster, tmp_path / "image", postgres_url, GOOD_MIGRATIONS)
+    await cluster.apply_database_migration("shop-db", _spec())
+    await cluster.wait_for_status("shop-db", is_true("Ready"))
+    (job,) = cluster.jobs_of("shop-db")
+
+    await cluster.emulator.remove_object("batch", "jobs", "shop", job["metadata"]["name"])
+    # A spec change that leaves the target alone makes the operator look again, and the new
+    # observedGeneration tells when it has.
+    await cluster.patch_spec("shop-db", {"job": {"backoffLimit": 3}})
+    status = await cluster.wait_for_status(
+        "shop-db", lambda status: status.get("observedGeneration") == 2
+    )
+
+    assert condition_of(status, "Ready")["status"] == "True"
+    assert cluster.jobs_of("shop-db") == []
+    assert len(cluster.jobs.runner_runs()) == 1
+
+
+async def test_no_credential_reaches_a_job_spec_status_termination_message_or_log(
+    cluster: Cluster, postgres_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    password = postgres_url.split("://", 1)[1].split("@", 1)[0].split(":", 1)[1]
+    assert password  # the fixture's URL carries a real password
+    files = {**GOOD_MIGRATIONS, "0003_broken.sql": "SELECT * FROM missing_table;"}
+    await _application(cluster, tmp_path / "image", postgres_url, files)
+
+    with caplog.at_level(logging.DEBUG):
+        await cluster.apply_database_migration("shop-db", _spec())
+        status = await cluster.wait_for_status("shop-db", is_true("Stalled"))
+
+    assert "missing_table" in json.dumps(status)
+    seen = {
+        "jobs": json.dumps(cluster.jobs_of("shop-db")),
+        "status": json.dumps(cluster.database_migration("shop-db")),
+        "pods": json.dumps(cluster.emulator.stored_objects("", "pods", "shop")),
+        "runner output": json.dumps([run.log for run in cluster.jobs.runs]),
+        "operator log": "\n".join(record.getMessage() for record in caplog.records),
+    }
+    for where, text in seen.items():
+        assert password not in text, where
+    assert "secretKeyRef" in seen["jobs"]
