@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +126,7 @@ def test_a_failure_is_recorded_as_prisma_records_it_and_blocks_every_run(
         0,
     )
     assert "missing_table" in failed["logs"]
+    assert "recorded" not in failed["logs"]  # the row itself says what was recorded
     assert "bad_table" not in tables(database_url)
     plan = engine().plan(plan_options(folder, database_url))
     assert [m.id for m in plan.pending] == [BAD]
@@ -285,3 +288,30 @@ def test_prisma_holding_its_advisory_lock_makes_stagecraft_wait(
         with pytest.raises(LockTimeout):
             run(write_folder(GOOD), postgres_url, lock_timeout=0.2)
     assert tables(postgres_url) == set()
+
+
+def stagecraft(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "stagecraft", "migrate", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_the_cli_resolves_a_failed_prisma_migration(
+    sqlite_url: str, write_folder: FolderWriter
+) -> None:
+    folder = write_folder({**GOOD, **FAILING})
+    target = ["--engine", "prisma", "--path", str(folder), "--database-url", sqlite_url]
+    assert stagecraft("run", *target).returncode == 1
+    refused = stagecraft("run", *target)
+    assert refused.returncode == 4
+    assert "P3009" in refused.stdout + refused.stderr
+    resolved = stagecraft("resolve", *target, "--migration", BAD, "--rolled-back")
+    assert resolved.returncode == 0, resolved.stderr
+    (folder / BAD / "migration.sql").write_text("CREATE TABLE bad_table (id integer);\n")
+    applied = stagecraft("run", *target)
+    assert applied.returncode == 0, applied.stderr
+    assert BAD in applied.stdout

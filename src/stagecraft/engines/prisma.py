@@ -81,8 +81,11 @@ def _lock(database: Database, timeout: float) -> Any:
 
 
 def _logs(failed: MigrationFailed) -> str:
-    # Prisma keeps the database's error text; the message Stagecraft shows carries the position.
-    return str(failed)
+    """What Prisma's `logs` column gets: the error with its position, detail and hint.
+
+    The message's last line says what was recorded, which the row itself tells.
+    """
+    return "\n".join(str(failed).splitlines()[:-1])
 
 
 def _transactional(database: Database, migration: Migration) -> Migration:

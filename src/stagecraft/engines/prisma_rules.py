@@ -56,7 +56,7 @@ ChecksumTest = Callable[[Migration, str], bool]
 
 
 def failed_message(row: MigrationRow) -> str:
-    logs = (row.logs or "").strip()
+    logs = " ".join((row.logs or "").split())  # one line, however the tool wrote it
     if len(logs) > LOG_EXCERPT:
         logs = logs[:LOG_EXCERPT] + "..."
     return (
