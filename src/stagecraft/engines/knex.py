@@ -19,7 +19,7 @@ from annotated_types import MinLen
 
 from . import knex_cli
 from .applying import refuse_unsafe
-from .base import Plan, PlanOptions, Problem, ProblemKind, RunOptions, RunReport
+from .base import Migration, Plan, PlanOptions, Problem, ProblemKind, RunOptions, RunReport
 from .database import connect
 from .errors import InvalidOptions, LockTimeout
 from .knex_folder import DEFAULT_LOAD_EXTENSIONS, find_knex_migrations, with_contents
@@ -53,7 +53,7 @@ class KnexOptions:
     # The folder holding node_modules and the knexfile; default: the nearest one at or above
     # the migrations folder with Knex installed (an application image's project root).
     project_root: str | None = None
-    knex_bin: str | None = None  # default: <project_root>/node_modules/.bin/knex
+    knex_bin: str | None = None  # default: <project_root>/node_modules/knex/bin/cli.js
     knexfile: str | None = None  # default: knexfile.js (or .mjs, .ts...) in the project root
     environment: str | None = None  # the knexfile's environment; default: NODE_ENV or development
     node: Annotated[str, MinLen(1)] = "node"
@@ -74,6 +74,13 @@ class _Layout:
     directories: tuple[Path, ...]
     knexfile: Path | None
     knex_bin: Path | None
+    load_extensions: tuple[str, ...]
+    sort_dirs_separately: bool
+
+    def migrations(self) -> list[Migration]:
+        return find_knex_migrations(
+            self.directories, self.load_extensions, sort_dirs_separately=self.sort_dirs_separately
+        )
 
 
 def _layout(folder: Path, options: KnexOptions) -> _Layout:
@@ -91,6 +98,8 @@ def _layout(folder: Path, options: KnexOptions) -> _Layout:
         directories=(folder, *extra),
         knexfile=knexfile or knex_cli.find_knexfile(root),
         knex_bin=(root / options.knex_bin) if options.knex_bin else None,
+        load_extensions=names(options.load_extensions),
+        sort_dirs_separately=options.sort_dirs_separately,
     )
 
 
@@ -112,12 +121,12 @@ def _lock_problem(tables: KnexTables) -> Problem | None:
     )
 
 
-def _missing_file_in_knex_terms(problem: Problem) -> Problem:
+def _missing_file_in_knex_terms(problem: Problem, table: str) -> Problem:
     if problem.kind != ProblemKind.MISSING_FILE:
         return problem
     return replace(
         problem,
-        message=f"{problem.migration} is recorded in knex_migrations but its file is gone (Knex "
+        message=f"{problem.migration} is recorded in {table} but its file is gone (Knex "
         "stops with 'The migration directory is corrupt'); restore the file, or allow missing "
         "files for this run",
     )
@@ -130,12 +139,7 @@ class KnexEngine:
     def parse_options(self, options: Mapping[str, Any]) -> KnexOptions:
         return parse_options(self.id, KnexOptions, options)
 
-    def _plan_with(self, tables: KnexTables, layout: _Layout, options: KnexOptions) -> Plan:
-        found = find_knex_migrations(
-            layout.directories,
-            names(options.load_extensions),
-            sort_dirs_separately=options.sort_dirs_separately,
-        )
+    def _plan_with(self, tables: KnexTables, found: list[Migration]) -> Plan:
         position = {migration.id: index for index, migration in enumerate(found)}
         plan = compare_by_identity(
             self.id, found, tables.applied(), sort_key=lambda name: position.get(name, -1)
@@ -144,7 +148,7 @@ class KnexEngine:
         return replace(
             plan,
             pending=tuple(with_contents(migration) for migration in plan.pending),
-            problems=tuple(map(_missing_file_in_knex_terms, plan.problems))
+            problems=tuple(_missing_file_in_knex_terms(p, tables.table) for p in plan.problems)
             + ((lock,) if lock else ()),
         )
 
@@ -153,9 +157,8 @@ class KnexEngine:
         layout = _layout(opts.path, options)
         database = connect(opts.database_url, read_only=True, connect_timeout=opts.connect_timeout)
         try:
-            return self._plan_with(
-                KnexTables(database, options.table, options.schema), layout, options
-            )
+            tables = KnexTables(database, options.table, options.schema)
+            return self._plan_with(tables, layout.migrations())
         finally:
             database.close()
 
@@ -176,13 +179,13 @@ class KnexEngine:
             tables = KnexTables(database, options.table, options.schema)
             with database.run_lock(tables.run_lock_key, opts.lock_timeout):
                 while True:
-                    plan = self._plan_when_knex_is_idle(tables, layout, options, deadline, opts)
+                    plan, found = self._plan_when_knex_is_idle(tables, layout, deadline, opts)
                     refuse_unsafe(plan, opts)
                     if opts.dry_run:
                         return RunReport(engine=self.id, plan=plan, dry_run=True)
                     if not plan.pending:
                         return RunReport(engine=self.id, plan=plan)
-                    invocation = self._invocation(plan, layout, options, tools, opts)
+                    invocation = self._invocation(found, layout, options, tools, opts)
                     outcome = knex_cli.migrate_latest(invocation, _progress_reporter(plan, opts))
                     if outcome.lost_lock_race and time.monotonic() < deadline:
                         continue  # a plain `knex migrate` started after we looked: wait for it
@@ -196,10 +199,9 @@ class KnexEngine:
         self,
         tables: KnexTables,
         layout: _Layout,
-        options: KnexOptions,
         deadline: float,
         opts: RunOptions,
-    ) -> Plan:
+    ) -> tuple[Plan, list[Migration]]:
         """The plan once no Knex holds its lock row, waiting until the deadline at most."""
         while True:
             remaining = deadline - time.monotonic()
@@ -209,25 +211,22 @@ class KnexEngine:
                     f"{tables.lock_table} locked for more than {opts.lock_timeout:g}s; wait for "
                     "it to finish, or raise --lock-timeout"
                 )
-            plan = self._plan_with(tables, layout, options)
+            found = layout.migrations()
+            plan = self._plan_with(tables, found)
             locked = any(problem.kind == ProblemKind.LOCKED for problem in plan.problems)
             if not locked or time.monotonic() >= deadline:
-                return plan  # a lock still held after the wait is refused, naming the fix
+                return plan, found  # a lock still held after the wait is refused, naming the fix
             time.sleep(min(LOCK_POLL_SECONDS, max(deadline - time.monotonic(), 0)))
 
     def _invocation(
         self,
-        plan: Plan,
+        found: list[Migration],
         layout: _Layout,
         options: KnexOptions,
         tools: knex_cli.KnexTools,
         opts: RunOptions,
     ) -> knex_cli.KnexInvocation:
-        found = find_knex_migrations(
-            layout.directories,
-            names(options.load_extensions),
-            sort_dirs_separately=options.sort_dirs_separately,
-        )
+        """Knex gets the very list the plan was made from: it runs exactly the planned files."""
         settings = knex_cli.settings_for(
             project_root=layout.project_root,
             knexfile=layout.knexfile,
@@ -237,8 +236,8 @@ class KnexEngine:
             table=options.table,
             schema=options.schema,
             directories=layout.directories,
-            load_extensions=names(options.load_extensions),
-            sort_dirs_separately=options.sort_dirs_separately,
+            load_extensions=layout.load_extensions,
+            sort_dirs_separately=layout.sort_dirs_separately,
             listing=[(m.path.parent, m.id) for m in found if m.path is not None],
             single_transaction=options.single_transaction,
             allow_missing=ProblemKind.MISSING_FILE in opts.allow,

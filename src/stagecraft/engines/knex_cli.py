@@ -62,8 +62,9 @@ def locate_tools(node: str, knex_bin: Path | None, project_root: Path) -> KnexTo
         [knex_bin]
         if knex_bin
         else [
-            project_root / "node_modules" / ".bin" / "knex",
+            # The script itself first: pnpm's .bin entries are shell scripts, not links to it.
             project_root / "node_modules" / "knex" / "bin" / "cli.js",
+            project_root / "node_modules" / ".bin" / "knex",
         ]
     )
     for candidate in candidates:
