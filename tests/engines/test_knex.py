@@ -24,6 +24,7 @@ from stagecraft.engines import (
 )
 from stagecraft.engines.knex import KnexEngine
 from stagecraft.engines.knex_cli import ToolNotFound
+from stagecraft.engines.knex_report import KnexFailed
 from tests.engines.knex_projects import js_migration, knex, make_project
 from tests.support.postgres_server import PASSWORD
 
@@ -319,3 +320,10 @@ def test_migrations_a_plain_knex_applies_in_between_are_reported_as_skipped(
     report = engine.run(options(folder, postgres_url))
     assert (report.applied, report.skipped) == ((), ("001_a.js",))
     assert recorded(postgres_url) == ["001_a.js"]
+
+
+def test_a_knexfile_that_cannot_load_says_why(postgres_url: str, tmp_path: Path) -> None:
+    knexfile = "module.exports = { client: 'pg', connection: require('./missing-settings') };\n"
+    folder = make_project(tmp_path / "app", {"001_a.js": CREATE_A}, knexfile=knexfile)
+    with pytest.raises(KnexFailed, match=r"Cannot find module '\./missing-settings'"):
+        engine.run(options(folder, postgres_url))

@@ -44,8 +44,7 @@ async function loadProjectConfig(knexfile, environment) {
   if (typeof loaded === 'function') loaded = await loaded();
   const config = (loaded && loaded[environment]) || loaded;
   if (!config || typeof config !== 'object') {
-    fail({ event: 'config-error', message: `no configuration for environment ${environment}` },
-      `${knexfile} has no configuration for environment "${environment}"`);
+    throw new Error(`${knexfile} has no configuration for environment "${environment}"`);
   }
   return { ...config };
 }
@@ -171,7 +170,17 @@ async function checkListing(settings) {
 
 const FS_OPTIONS = ['directory', 'sortDirsSeparately', 'loadExtensions', 'migrationSource'];
 
-module.exports = async function stagecraftKnexConfig() {
+// Knex's CLI reports a failing knexfile as "Failed to read config from knexfile" alone: say why.
+module.exports = async function stagecraftKnexConfigOrWhyNot() {
+  try {
+    return await stagecraftKnexConfig();
+  } catch (error) {
+    emit({ event: 'config-error', message: String((error && error.message) || error) });
+    throw error;
+  }
+};
+
+async function stagecraftKnexConfig() {
   const settings = JSON.parse(fs.readFileSync(0, 'utf8'));
   // Knex resolves relative paths against the working directory: make it the project's.
   process.chdir(settings.projectRoot);
@@ -207,4 +216,4 @@ module.exports = async function stagecraftKnexConfig() {
   };
   emit({ event: 'config', environment, knexfile: settings.knexfile });
   return config;
-};
+}

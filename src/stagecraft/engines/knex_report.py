@@ -146,6 +146,12 @@ def raise_failure(
     mismatch = _mismatch(outcome)
     if mismatch:
         raise mismatch
+    for event in outcome.of_kind("config-error"):
+        raise KnexFailed(
+            "Knex could not load its configuration: "
+            f"{scrub(str(event.get('message')), url)}; nothing was run. Check the project's "
+            "knexfile (engine options knexfile and environment)"
+        )
     for event in outcome.of_kind("listing-mismatch"):
         raise KnexFailed(
             f"Knex lists the migrations differently from Stagecraft's plan (position "
