@@ -58,6 +58,11 @@ def find_project_root(folder: Path) -> Path | None:
 
 
 def locate_tools(node: str, knex_bin: Path | None, project_root: Path) -> KnexTools:
+    if not WRAPPER_KNEXFILE.is_file():
+        raise ToolNotFound(
+            f"Stagecraft's knexfile {WRAPPER_KNEXFILE} is missing from this installation: "
+            "reinstall Stagecraft from a package that includes stagecraft/engines/*.cjs"
+        )
     candidates = (
         [knex_bin]
         if knex_bin
