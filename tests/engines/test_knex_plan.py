@@ -93,3 +93,14 @@ def test_run_on_sqlite_is_refused_with_the_reason(
     folder = write_folder({"001_a.js": MIGRATION})
     with pytest.raises(InvalidOptions, match="PostgreSQL only"):
         engine.run(RunOptions(path=folder, database_url=sqlite_url))
+
+
+@pytest.mark.parametrize("extensions", [".js,.mjs", [".js", ".mjs"]])
+def test_load_extensions_take_a_list_or_comma_separated_text(
+    extensions: str | list[str], postgres_url: str, write_folder: FolderWriter
+) -> None:
+    folder = write_folder({"001_a.mjs": MIGRATION, "002_b.js": MIGRATION, "003_c.ts": MIGRATION})
+    seen = engine.plan(
+        RunOptions(path=folder, database_url=postgres_url, options={"load_extensions": extensions})
+    )
+    assert [m.id for m in seen.pending] == ["001_a.mjs", "002_b.js"]
