@@ -74,9 +74,12 @@ class PrismaTable:
         self.db.execute(_CREATE_TABLE[self.db.dialect])
 
     def state(self) -> DatabaseState:
-        exists = self.db.table_exists(None, TABLE)
+        # One look at the table names: with two (is ours there? which others?) a concurrent
+        # runner could create ours and its migrations' tables in between, which reads as P3005.
+        names = self.db.table_names()
+        exists = TABLE in names
         rows = self._rows() if exists else []
-        return DatabaseState(rows, exists, frozenset(self.db.table_names() - {TABLE}))
+        return DatabaseState(rows, exists, frozenset(names - {TABLE}))
 
     def _rows(self, where: str = "", params: tuple[Any, ...] = ()) -> list[MigrationRow]:
         found = self.db.query(
