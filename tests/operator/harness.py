@@ -25,7 +25,8 @@ from stagecraft.operator.handlers import register_handlers
 from stagecraft.operator.kube import KubeApi
 from stagecraft.operator.manifests import RunnerSettings
 from stagecraft.operator.models import GROUP, KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION
-from stagecraft.operator.reconcile import Reconciler
+from stagecraft.operator.planner import RetryPolicy
+from stagecraft.operator.reconcile import Reconciler, ReconcilerSettings
 from tests.operator.controllers import JobController
 from tests.operator.emulator import ApiServerEmulator
 
@@ -48,7 +49,7 @@ def _declare_custom_resource(emulator: ApiServerEmulator) -> None:
 
 def _operator_settings() -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
-    settings.posting.enabled = False  # Events come with a later step; no noise until then
+    settings.posting.enabled = False  # the reconciler posts its own Events through kube.py
     settings.watching.connect_timeout = 5
     settings.networking.error_backoffs = [0.1, 0.2, 0.5]
     settings.process.ultimate_exiting_timeout = 5
@@ -74,7 +75,7 @@ class OperatorThread:
             return kopf.ConnectionInfo(server=server, insecure=True)
 
         kopf.on.login(registry=registry, id="emulator")(login)
-        register_handlers(registry, self.reconciler)
+        register_handlers(registry, self.reconciler, retry_check_seconds=RETRY_CHECK_SECONDS)
 
         def run() -> None:
             try:
@@ -220,8 +221,15 @@ async def _wait_until_watching(emulator: ApiServerEmulator, plurals: set[str]) -
         await asyncio.sleep(POLL_INTERVAL)
 
 
+# Automatic retries come quickly in tests; the policy's shape is what is under test.
+TEST_RETRY_POLICY = RetryPolicy(first_delay_seconds=0.2, max_delay_seconds=1.0, max_attempts=4)
+RETRY_CHECK_SECONDS = 0.1
+
+
 def _reconciler(api: KubeApi) -> Reconciler:
-    return Reconciler(api, RunnerSettings(image=RUNNER_IMAGE))
+    return Reconciler(
+        api, ReconcilerSettings(RunnerSettings(image=RUNNER_IMAGE), retry=TEST_RETRY_POLICY)
+    )
 
 
 @asynccontextmanager

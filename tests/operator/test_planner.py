@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from stagecraft.operator.conditions import Phase, Reason
 from stagecraft.operator.manifests import MigrationSource, job_name, target_hash
-from stagecraft.operator.models import RunRecord
-from stagecraft.operator.planner import Action, Observed, decide
+from stagecraft.operator.models import RunFailure, RunRecord
+from stagecraft.operator.planner import Action, Observed, RetryPolicy, decide
 from stagecraft.operator.runs import JobObservation
 from stagecraft.operator.validation import validate_spec
 
 SOURCE = MigrationSource(image="shop-api:41")
+NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+POLICY = RetryPolicy(first_delay_seconds=10, max_delay_seconds=60, max_attempts=3)
 
 
 def _raw_spec(**migrations: Any) -> dict[str, Any]:
@@ -34,6 +37,8 @@ def _observed(**overrides: Any) -> Observed:
         "resource_name": "shop-db",
         "validation": validate_spec(_raw_spec()),
         "source": SOURCE,
+        "now": NOW,
+        "retry_policy": POLICY,
     }
     fields.update(overrides)
     return Observed(**fields)
@@ -122,6 +127,92 @@ def test_manual_strategy_waits_for_a_run_request() -> None:
     assert decision.verdict.phase is Phase.WAITING
 
 
-def test_manual_strategy_runs_when_requested() -> None:
-    observed = _observed(validation=validate_spec(_raw_spec(strategy="manual")), run_requested=True)
-    assert decide(observed).action is Action.CREATE_JOB
+def test_manual_strategy_runs_when_requested_and_consumes_the_request() -> None:
+    observed = _observed(validation=validate_spec(_raw_spec(strategy="manual")), run_request="r1")
+    decision = decide(observed)
+    assert decision.action is Action.CREATE_JOB
+    assert decision.consumed_run_request == "r1"
+
+
+def test_manual_strategy_runs_again_on_a_new_request_after_a_recorded_run() -> None:
+    recorded = RunRecord(job="j", target_hash=_target(), result="Succeeded", attempt=1)
+    manual = validate_spec(_raw_spec(strategy="manual"))
+    decision = decide(_observed(validation=manual, last_run=recorded, run_request="r2"))
+    assert decision.action is Action.CREATE_JOB
+    assert decision.run is not None
+    assert decision.run.attempt == 2
+    assert decision.job_name == job_name("shop-db", _target(), 2)
+
+
+def test_run_request_means_nothing_to_other_strategies() -> None:
+    recorded = RunRecord(job="j", target_hash=_target(), result="Succeeded")
+    decision = decide(_observed(last_run=recorded, run_request="r1"))
+    assert decision.action is Action.KEEP_RESULT
+    assert decision.consumed_run_request is None
+
+
+def _failed(error: str | None, attempt: int = 1, finished: datetime = NOW) -> RunRecord:
+    return RunRecord(
+        job=job_name("shop-db", _target(), attempt),
+        target_hash=_target(),
+        attempt=attempt,
+        result="Failed",
+        finished_at=finished.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        failure=RunFailure(error=error, message="boom"),
+    )
+
+
+def test_retry_request_starts_a_fresh_attempt_after_a_failed_migration() -> None:
+    decision = decide(_observed(last_run=_failed("MigrationFailed"), retry_request="t1"))
+    assert decision.action is Action.CREATE_JOB
+    assert decision.run is not None
+    assert decision.run.attempt == 2
+    assert decision.consumed_retry == "t1"
+
+
+def test_failed_migration_is_not_retried_automatically() -> None:
+    later = _observed(last_run=_failed("MigrationFailed"), now=NOW + timedelta(days=1))
+    assert decide(later).action is Action.KEEP_RESULT
+
+
+def test_transient_failure_waits_for_its_backoff_as_reconciling() -> None:
+    decision = decide(_observed(last_run=_failed("DatabaseUnavailable"), now=NOW))
+    assert decision.action is Action.WAIT
+    assert decision.verdict.phase is Phase.RECONCILING
+    assert decision.verdict.reason is Reason.RETRY_SCHEDULED
+    assert decision.next_retry_at == NOW + timedelta(seconds=10)
+
+
+def test_transient_failure_is_retried_once_its_backoff_passed() -> None:
+    observed = _observed(last_run=_failed("DatabaseUnavailable"), now=NOW + timedelta(seconds=10))
+    decision = decide(observed)
+    assert decision.action is Action.CREATE_JOB
+    assert decision.run is not None
+    assert decision.run.attempt == 2
+
+
+def test_backoff_doubles_up_to_its_cap() -> None:
+    policy = RetryPolicy(first_delay_seconds=10, max_delay_seconds=60, max_attempts=10)
+    delays = [policy.delay_after(attempt).total_seconds() for attempt in range(1, 6)]
+    assert delays == [10, 20, 40, 60, 60]
+
+
+def test_transient_failures_stop_being_retried_at_the_limit() -> None:
+    last = _failed("DatabaseUnavailable", attempt=POLICY.max_attempts)
+    decision = decide(_observed(last_run=last, now=NOW + timedelta(days=1)))
+    assert decision.action is Action.KEEP_RESULT
+    assert decision.verdict.phase is Phase.STALLED
+    assert decision.verdict.reason is Reason.DATABASE_UNAVAILABLE
+
+
+def test_later_attempt_follows_its_own_job() -> None:
+    running = RunRecord(
+        job=job_name("shop-db", _target(), 2), target_hash=_target(), attempt=2, result="Running"
+    )
+    job = JobObservation(
+        name=job_name("shop-db", _target(), 2), target_hash=_target(), active=True, succeeded=False
+    )
+    decision = decide(_observed(last_run=running, job=job))
+    assert decision.action is Action.WAIT_FOR_JOB
+    assert decision.run is not None
+    assert decision.run.attempt == 2

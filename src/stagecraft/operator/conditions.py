@@ -24,6 +24,7 @@ class Reason(StrEnum):
     SUCCEEDED = "Succeeded"  # the last run for the current target applied everything
     # Reconciling=True
     JOB_RUNNING = "JobRunning"  # a migration Job for the current target is in flight
+    RETRY_SCHEDULED = "RetryScheduled"  # a transient failure; the next attempt starts by itself
     # Stalled=True: a person has to act
     INVALID_SPEC = "InvalidSpec"  # the spec fails the checks of stagecraft.yml or the registry
     SOURCE_NOT_FOUND = "SourceNotFound"  # the Deployment or ConfigMap holding the files is missing
@@ -34,6 +35,14 @@ class Reason(StrEnum):
     # Neither in flight nor stalled: nothing happens until something outside changes
     WAITING_FOR_RUN_REQUEST = "WaitingForRunRequest"  # manual strategy, no request yet
     WAITING_FOR_ROLLOUT = "WaitingForRollout"  # reserved for the rollout gate (issue 5)
+
+
+class EventReason(StrEnum):
+    """Reasons of the Kubernetes Events posted on a DatabaseMigration."""
+
+    RUN_STARTED = "RunStarted"
+    RUN_SUCCEEDED = "RunSucceeded"
+    RUN_FAILED = "RunFailed"
 
 
 class Phase(StrEnum):

@@ -1,9 +1,9 @@
 """kopf registrations: thin handlers that hand every change to the Reconciler.
 
-A DatabaseMigration is reconciled when it is created, changed or found at startup; a Job the
-operator made is followed through its owner, so a finished Job's result reaches the owner's status
-at once. Registration takes the registry and the Reconciler as arguments: no module globals, and
-each test runs its own operator.
+A DatabaseMigration is reconciled when it is created, changed or found at startup, and by a timer
+while an automatic retry is scheduled; a Job the operator made is followed through its owner, so
+a finished Job's result reaches the owner's status at once. Registration takes the registry and
+the Reconciler as arguments: no module globals, and each test runs its own operator.
 """
 
 from __future__ import annotations
@@ -25,7 +25,13 @@ def owning_resource(job: kopf.Body | dict[str, Any]) -> str | None:
     return None
 
 
-def register_handlers(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> None:
+def _retry_scheduled(status: kopf.Status, **_: Any) -> bool:
+    return bool(status.get("nextRetryAt"))
+
+
+def register_handlers(
+    registry: kopf.OperatorRegistry, reconciler: Reconciler, *, retry_check_seconds: float = 5.0
+) -> None:
     def reconcile_resource(namespace: str | None, name: str | None, **_: Any) -> None:
         if namespace and name:
             reconciler.reconcile(namespace, name)
@@ -44,6 +50,16 @@ def register_handlers(registry: kopf.OperatorRegistry, reconciler: Reconciler) -
     kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry, id="reconcile-resumed")(
         reconcile_resource
     )
+    # A scheduled automatic retry has no event to wake it: a timer looks while one is pending.
+    kopf.timer(
+        GROUP,
+        VERSION,
+        PLURAL,
+        registry=registry,
+        id="scheduled-retry",
+        interval=retry_check_seconds,
+        when=_retry_scheduled,
+    )(reconcile_resource)
     kopf.on.event(
         "batch", "v1", "jobs", labels={MANAGED_BY_LABEL: MANAGED_BY}, registry=registry, id="job"
     )(follow_job)

@@ -8,17 +8,23 @@ models) and never imports the client.
 from __future__ import annotations
 
 import json
+import logging
+from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from .manifests import RUNNER_CONTAINER
-from .models import GROUP, PLURAL, VERSION
+from .models import API_VERSION, GROUP, KIND, PLURAL, VERSION
 
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"  # set by the Job controller on its pods
 HTTP_NOT_FOUND = 404
 HTTP_CONFLICT = 409
+EVENT_MESSAGE_LIMIT = 1024  # the API server refuses longer event messages
+EVENT_SOURCE = "stagecraft-operator"
+
+logger = logging.getLogger(__name__)
 
 
 def _json(response: Any) -> dict[str, Any]:
@@ -108,3 +114,36 @@ class KubeApi:
         )
         items: list[dict[str, Any]] = _json(response).get("items", [])
         return items
+
+    def record_event(
+        self, involved: dict[str, Any], event_type: str, reason: str, message: str
+    ) -> None:
+        """Post a core/v1 Event about a DatabaseMigration; best effort, as kubectl's are."""
+        metadata = involved["metadata"]
+        now = datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event: Any = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {
+                "generateName": f"{metadata['name']}.",
+                "namespace": metadata["namespace"],
+            },
+            "involvedObject": {
+                "apiVersion": involved.get("apiVersion", API_VERSION),
+                "kind": involved.get("kind", KIND),
+                "name": metadata["name"],
+                "namespace": metadata["namespace"],
+                "uid": metadata.get("uid"),
+            },
+            "type": event_type,
+            "reason": reason,
+            "message": message[:EVENT_MESSAGE_LIMIT],
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+            "source": {"component": EVENT_SOURCE},
+        }
+        try:
+            self._core.create_namespaced_event(metadata["namespace"], event, _preload_content=False)
+        except ApiException as error:  # a lost event must not stop a migration
+            logger.warning("could not post event %s on %s: %s", reason, metadata["name"], error)

@@ -29,6 +29,7 @@ MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "stagecraft-operator"
 TARGET_HASH_LABEL = "stagecraft.dev/target-hash"
 RESOURCE_ANNOTATION = "stagecraft.dev/database-migration"
+ATTEMPT_ANNOTATION = "stagecraft.dev/attempt"
 
 # The CLI's exit codes (docs/cli.md) that retrying the same pod cannot fix: a failed migration,
 # invalid input, a refused plan. Exit 3 (database unreachable) counts toward backoffLimit.
@@ -87,13 +88,15 @@ def target_hash(spec: DatabaseMigrationSpec, source: MigrationSource) -> str:
     return hashlib.sha256(encoded.encode()).hexdigest()[:16]
 
 
-def job_name(resource_name: str, hash_of_target: str) -> str:
-    """`<resource>-<hash>`, at most 63 characters.
+def job_name(resource_name: str, hash_of_target: str, attempt: int = 1) -> str:
+    """`<resource>-<hash>`, at most 63 characters, one name per target and attempt.
 
     The suffix hashes the full resource name with the target, so two long names that share
-    their first 52 characters still get different Jobs.
+    their first 52 characters still get different Jobs. A retry is a new attempt and so a new
+    Job (a finished Job cannot be started again), while the same attempt always finds its Job.
     """
-    suffix = hashlib.sha256(f"{resource_name}\0{hash_of_target}".encode()).hexdigest()
+    key = f"{resource_name}\0{hash_of_target}" + (f"\0{attempt}" if attempt > 1 else "")
+    suffix = hashlib.sha256(key.encode()).hexdigest()
     prefix = resource_name[: MAX_NAME_LENGTH - HASH_LENGTH - 1].rstrip("-.")
     return f"{prefix}-{suffix[:HASH_LENGTH]}"
 
@@ -252,6 +255,8 @@ def job_manifest(
     source: MigrationSource,
     hash_of_target: str,
     settings: RunnerSettings,
+    *,
+    attempt: int = 1,
 ) -> dict[str, Any]:
     labels = labels_for(hash_of_target)
     job_spec: dict[str, Any] = {
@@ -273,10 +278,10 @@ def job_manifest(
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
-            "name": job_name(resource.name, hash_of_target),
+            "name": job_name(resource.name, hash_of_target, attempt),
             "namespace": resource.namespace,
             "labels": labels,
-            "annotations": {RESOURCE_ANNOTATION: resource.name},
+            "annotations": {RESOURCE_ANNOTATION: resource.name, ATTEMPT_ANNOTATION: str(attempt)},
             "ownerReferences": [
                 {
                     "apiVersion": API_VERSION,

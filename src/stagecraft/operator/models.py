@@ -23,6 +23,11 @@ PLURAL = "databasemigrations"
 SINGULAR = "databasemigration"
 SHORT_NAMES = ("dbm",)
 
+# Requests people (or `stagecraft migrate retry|run --cluster`) write as annotations; each value is
+# a token consumed once: the status records the last token handled.
+RETRY_ANNOTATION = "stagecraft.dev/retry"  # start a fresh attempt now, whatever the last result
+RUN_REQUEST_ANNOTATION = "stagecraft.dev/run-request"  # manual strategy: run once
+
 # The same rule as `connection_env` in stagecraft.yml, enforced by the API server through the CRD.
 ENVIRONMENT_VARIABLE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 # Kubernetes object names referenced from the spec (DNS-1123 subdomain).
@@ -179,6 +184,7 @@ RunResult = Literal["Running", "Succeeded", "Failed"]
 class RunRecord(_Model):
     job: str
     target_hash: str
+    attempt: int = Field(default=1, ge=1, description="Which attempt at this target.")
     result: RunResult
     started_at: str | None = None
     finished_at: str | None = None
@@ -203,3 +209,12 @@ class DatabaseMigrationStatus(_Model):
     )
     last_run: RunRecord | None = None
     pending: int | None = Field(default=None, description="Pending migrations, when known.")
+    next_retry_at: str | None = Field(
+        default=None, description="When the next automatic attempt starts (transient failures)."
+    )
+    handled_retry: str | None = Field(
+        default=None, description="The last stagecraft.dev/retry token acted on."
+    )
+    handled_run_request: str | None = Field(
+        default=None, description="The last stagecraft.dev/run-request token acted on."
+    )

@@ -2,113 +2,66 @@
 
 The cluster and the clock are passed in (`Cluster` is implemented by `kube.KubeApi`), so this
 module holds no Kubernetes client and reads as the steps it takes. Reconciles of the same resource
-are serialised: the resource's handler and its Job's handler both land here, and the second must
-see what the first wrote.
+are serialised: the resource's handlers and its Job's handler all land here, and each must see
+what the one before it wrote.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
-from .conditions import updated_conditions
+from .cluster import Cluster
+from .conditions import EventReason, updated_conditions
 from .manifests import (
     RUNNER_CONTAINER,
     TARGET_HASH_LABEL,
-    MigrationSource,
     ResourceIdentity,
     RunnerSettings,
-    config_map_digest,
     job_manifest,
     job_name,
     target_hash,
 )
-from .models import DatabaseMigrationSpec, DatabaseMigrationStatus, DeploymentReference
-from .planner import Action, Decision, Observed, decide
+from .models import (
+    RETRY_ANNOTATION,
+    RUN_REQUEST_ANNOTATION,
+    DatabaseMigrationStatus,
+    RunRecord,
+)
+from .planner import Action, Decision, Observed, RetryPolicy, decide
 from .runs import JobObservation, observe_job
+from .sources import SourceLookup, resolve_source
 from .validation import validate_spec
 
 
-class Cluster(Protocol):
-    def database_migration(self, namespace: str, name: str) -> dict[str, Any] | None: ...
-
-    def write_database_migration_status(
-        self, namespace: str, name: str, status: dict[str, Any]
-    ) -> None: ...
-
-    def deployment(self, namespace: str, name: str) -> dict[str, Any] | None: ...
-
-    def config_map(self, namespace: str, name: str) -> dict[str, Any] | None: ...
-
-    def job(self, namespace: str, name: str) -> dict[str, Any] | None: ...
-
-    def create_job(self, namespace: str, manifest: dict[str, Any]) -> bool: ...
-
-    def job_pods(self, namespace: str, job_name: str) -> list[dict[str, Any]]: ...
+def utc_now() -> datetime:
+    return datetime.now(tz=UTC)
 
 
-def utc_now() -> str:
-    return datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def timestamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True)
-class SourceLookup:
-    source: MigrationSource | None
-    problem: str = ""
+class ReconcilerSettings:
+    runner: RunnerSettings
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 
-def _deployment_image(deployment: dict[str, Any], wanted: list[str]) -> str | None:
-    containers = deployment.get("spec", {}).get("template", {}).get("spec", {}).get("containers")
-    for container in containers or []:
-        if not wanted or container.get("name") == wanted[0]:
-            image = container.get("image")
-            return str(image) if image else None
-    return None
-
-
-def _config_map_source(cluster: Cluster, namespace: str, name: str) -> SourceLookup:
-    config_map = cluster.config_map(namespace, name)
-    if config_map is None:
-        return SourceLookup(None, f"ConfigMap {namespace}/{name} not found")
-    digest = config_map_digest(dict(config_map.get("data") or {}))
-    return SourceLookup(MigrationSource(config_map=name, config_map_digest=digest))
-
-
-def _deployment_source(
-    cluster: Cluster, namespace: str, reference: DeploymentReference
-) -> SourceLookup:
-    deployment = cluster.deployment(namespace, reference.name)
-    if deployment is None:
-        return SourceLookup(None, f"Deployment {namespace}/{reference.name} not found")
-    image = _deployment_image(deployment, reference.containers)
-    if image is None:
-        wanted = reference.containers[0] if reference.containers else "any"
-        return SourceLookup(
-            None, f"Deployment {namespace}/{reference.name} has no container {wanted!r}"
-        )
-    return SourceLookup(MigrationSource(image=image))
-
-
-def resolve_source(cluster: Cluster, namespace: str, spec: DatabaseMigrationSpec) -> SourceLookup:
-    """Where this run's files come from: the ConfigMap, the explicit image or the Deployment's."""
-    if spec.config_map is not None:
-        return _config_map_source(cluster, namespace, spec.config_map.name)
-    if spec.image is not None:
-        return SourceLookup(MigrationSource(image=spec.image))
-    if spec.deployment is not None:
-        return _deployment_source(cluster, namespace, spec.deployment)
-    return SourceLookup(None, "no source of migration files")  # the model rules this out
+def _unhandled(annotations: dict[str, str], key: str, handled: str | None) -> str | None:
+    token = annotations.get(key)
+    return token if token and token != handled else None
 
 
 class Reconciler:
     def __init__(
         self,
         cluster: Cluster,
-        settings: RunnerSettings,
-        clock: Callable[[], str] = utc_now,
+        settings: ReconcilerSettings,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.cluster = cluster
         self.settings = settings
@@ -142,15 +95,22 @@ class Reconciler:
         if validation.spec is not None:
             lookup = resolve_source(self.cluster, namespace, validation.spec)
         if validation.spec is not None and lookup.source is not None:
-            expected = job_name(name, target_hash(validation.spec, lookup.source))
+            target = target_hash(validation.spec, lookup.source)
+            last = status.last_run
+            expected = last.job if last and last.target_hash == target else job_name(name, target)
             job = self._observe_job(namespace, expected)
+        annotations = body.get("metadata", {}).get("annotations") or {}
         return Observed(
             resource_name=name,
             validation=validation,
             source=lookup.source,
+            now=self.clock(),
             source_problem=lookup.problem,
             last_run=status.last_run,
             job=job,
+            retry_request=_unhandled(annotations, RETRY_ANNOTATION, status.handled_retry),
+            run_request=_unhandled(annotations, RUN_REQUEST_ANNOTATION, status.handled_run_request),
+            retry_policy=self.settings.retry,
         )
 
     def _observe_job(self, namespace: str, name: str) -> JobObservation | None:
@@ -161,37 +121,52 @@ class Reconciler:
         return observe_job(job, pods, RUNNER_CONTAINER, TARGET_HASH_LABEL)
 
     def _act(self, body: dict[str, Any], observed: Observed, decision: Decision) -> None:
-        if decision.action is not Action.CREATE_JOB:
+        if decision.action is Action.RECORD_RESULT and decision.run is not None:
+            self._announce_result(body, decision.run, decision.verdict.message)
+        if decision.action is not Action.CREATE_JOB or decision.run is None:
             return  # every other action only changes the status
         spec, source, target = observed.validation.spec, observed.source, decision.target_hash
         if spec is None or source is None or target is None:
             return  # the planner creates Jobs only for a valid spec with a resolved source
         metadata = body["metadata"]
         identity = ResourceIdentity(metadata["namespace"], metadata["name"], metadata["uid"])
-        manifest = job_manifest(identity, spec, source, target, self.settings)
+        attempt = decision.run.attempt
+        manifest = job_manifest(
+            identity, spec, source, target, self.settings.runner, attempt=attempt
+        )
         # False means the Job exists already (a restarted operator): it is adopted as it is.
-        self.cluster.create_job(identity.namespace, manifest)
+        if self.cluster.create_job(identity.namespace, manifest):
+            message = f"started migration Job {manifest['metadata']['name']} (attempt {attempt})"
+            self.cluster.record_event(body, "Normal", EventReason.RUN_STARTED, message)
+
+    def _announce_result(self, body: dict[str, Any], run: RunRecord, message: str) -> None:
+        if run.result == "Succeeded":
+            self.cluster.record_event(body, "Normal", EventReason.RUN_SUCCEEDED, message)
+        elif run.result == "Failed":
+            self.cluster.record_event(body, "Warning", EventReason.RUN_FAILED, message)
 
     def _write_status(
         self, body: dict[str, Any], status: DatabaseMigrationStatus, decision: Decision
     ) -> None:
         generation = int(body["metadata"].get("generation") or 0)
+        now = timestamp(self.clock())
         run = decision.run
         if run is not None and run.result == "Running" and run.started_at is None:
             previous = status.last_run
             kept = previous.started_at if previous and previous.job == run.job else None
-            run = run.model_copy(update={"started_at": kept or self.clock()})
+            run = run.model_copy(update={"started_at": kept or now})
         pending = status.pending
         if run is not None and run.result == "Succeeded":
             pending = 0  # the run applied everything that was pending for its target
         new_status = DatabaseMigrationStatus(
             observed_generation=generation,
-            conditions=updated_conditions(
-                status.conditions, decision.verdict, generation, self.clock()
-            ),
+            conditions=updated_conditions(status.conditions, decision.verdict, generation, now),
             target_hash=decision.target_hash,
             last_run=run,
             pending=pending,
+            next_retry_at=timestamp(decision.next_retry_at) if decision.next_retry_at else None,
+            handled_retry=decision.consumed_retry or status.handled_retry,
+            handled_run_request=decision.consumed_run_request or status.handled_run_request,
         )
         if new_status == status:
             return  # an unchanged status is not written: no event, no reconcile loop

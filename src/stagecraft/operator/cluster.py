@@ -1,0 +1,31 @@
+"""What the reconciler needs from the cluster, as a Protocol: `kube.KubeApi` implements it.
+
+Objects travel as plain dicts shaped as the API server sends them, so the reconciler and its
+tests need no Kubernetes client.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+
+class Cluster(Protocol):
+    def database_migration(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+
+    def write_database_migration_status(
+        self, namespace: str, name: str, status: dict[str, Any]
+    ) -> None: ...
+
+    def deployment(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+
+    def config_map(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+
+    def job(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+
+    def create_job(self, namespace: str, manifest: dict[str, Any]) -> bool: ...
+
+    def job_pods(self, namespace: str, job_name: str) -> list[dict[str, Any]]: ...
+
+    def record_event(
+        self, involved: dict[str, Any], event_type: str, reason: str, message: str
+    ) -> None: ...
