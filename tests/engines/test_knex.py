@@ -19,6 +19,8 @@ from stagecraft.engines import (
     MigrationFailed,
     PlanChanged,
     ProblemKind,
+    Resolution,
+    ResolveError,
     RunOptions,
     RunRefused,
 )
@@ -110,7 +112,7 @@ def test_a_migration_that_opts_out_of_transactions_runs_outside_one(
     assert [applied.id for applied in report.applied] == ["001_a.js", "002_index.js"]
 
 
-def test_a_failing_migration_outside_a_transaction_says_its_changes_may_remain(
+def test_a_failing_migration_outside_a_transaction_is_dirty_until_resolved(
     postgres_url: str, tmp_path: Path
 ) -> None:
     failing = (
@@ -122,11 +124,66 @@ def test_a_failing_migration_outside_a_transaction_says_its_changes_may_remain(
         "exports.down = () => Promise.resolve();\n"
     )
     folder = make_project(tmp_path / "app", {"001_partial.js": failing})
-    with pytest.raises(MigrationFailed, match="runs outside a transaction") as failed:
+    with pytest.raises(MigrationFailed, match="recorded as dirty") as failed:
         engine.run(options(folder, postgres_url))
-    assert "nothing of it was applied" not in str(failed.value)
-    assert "partial" in tables(postgres_url)
+    assert failed.value.dirty
+    assert "partial" in tables(postgres_url)  # what ran before the error stays
     assert recorded(postgres_url) == []
+
+    [dirty] = engine.plan(options(folder, postgres_url)).problems
+    assert (dirty.kind, dirty.migration) == (ProblemKind.DIRTY, "001_partial.js")
+    assert "stagecraft migrate resolve --migration 001_partial.js" in dirty.message
+    with pytest.raises(RunRefused, match="001_partial"):
+        engine.run(options(folder, postgres_url))
+
+    execute(postgres_url, "DROP TABLE partial")  # the person undoes it, then says so
+    said = engine.resolve(options(folder, postgres_url), "001_partial", Resolution.ROLLED_BACK)
+    assert "pending again" in said
+    seen = engine.plan(options(folder, postgres_url))
+    assert ([m.id for m in seen.pending], seen.problems) == (["001_partial.js"], ())
+
+
+def test_a_migration_committed_but_never_recorded_by_knex_is_dirty(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    # A runner killed between a migration's commit and Knex's record of it leaves this state.
+    folder = make_project(tmp_path / "app", {"001_a.js": CREATE_A})
+    execute(
+        postgres_url,
+        *KNEX_TABLES,
+        "UPDATE knex_migrations_lock SET is_locked = 0",
+        "CREATE TABLE knex_migrations_stagecraft_started (name varchar(255) PRIMARY KEY, "
+        "started_at timestamptz NOT NULL)",
+        "INSERT INTO knex_migrations_stagecraft_started VALUES ('001_a.js', now())",
+    )
+    [dirty] = engine.plan(options(folder, postgres_url)).problems
+    assert (dirty.kind, dirty.migration) == (ProblemKind.DIRTY, "001_a.js")
+    engine.resolve(options(folder, postgres_url), "001_a.js", Resolution.APPLIED)
+    seen = engine.plan(options(folder, postgres_url))
+    assert (seen.pending, seen.problems) == ((), ())
+    with psycopg.connect(postgres_url) as connection:
+        rows = connection.execute(b"SELECT name, batch FROM knex_migrations").fetchall()
+    assert rows == [("001_a.js", 1)]
+
+
+def test_resolve_refuses_a_migration_that_is_not_dirty(postgres_url: str, tmp_path: Path) -> None:
+    folder = make_project(tmp_path / "app", {"001_a.js": CREATE_A})
+    execute(postgres_url, *KNEX_TABLES, "UPDATE knex_migrations_lock SET is_locked = 0")
+    with pytest.raises(ResolveError, match="is not dirty"):
+        engine.resolve(options(folder, postgres_url), "001_a.js", Resolution.APPLIED)
+
+
+def test_baseline_records_existing_files_as_knex_would(postgres_url: str, tmp_path: Path) -> None:
+    folder = make_project(
+        tmp_path / "app",
+        {"001_a.js": CREATE_A, "002_b.js": CREATE_B, "003_c.js": CREATE_A},
+        knexfile="module.exports = { client: 'pg', connection: process.env.DATABASE_URL };\n",
+    )
+    assert engine.baseline(options(folder, postgres_url), "002_b") == ["001_a.js", "002_b.js"]
+    assert [m.id for m in engine.plan(options(folder, postgres_url)).pending] == ["003_c.js"]
+    listed = knex(folder.parent, postgres_url, "migrate:list")
+    assert "Found 2 Completed Migration file/files." in listed.stdout, listed.stdout + listed.stderr
+    assert "Found 1 Pending Migration file/files." in listed.stdout
 
 
 def test_the_database_password_reaches_knex_only_through_the_environment(
@@ -159,6 +216,7 @@ def test_progress_is_reported_per_migration_as_knex_runs(postgres_url: str, tmp_
         ("finished", "002_b.js", 2, 2),
     ]
     assert all(applied.duration_ms >= 0 for applied in report.applied)
+    assert recorded(postgres_url, "knex_migrations_stagecraft_started") == []
 
 
 def test_custom_table_and_schema_are_used_by_plan_and_by_knex(

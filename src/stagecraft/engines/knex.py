@@ -10,97 +10,38 @@ running Knex, one Stagecraft runner at a time, and a run bound to the reviewed p
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import Annotated, Any, ClassVar
-
-from annotated_types import MinLen
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import Any, ClassVar, TypeVar
 
 from . import knex_cli
 from .applying import refuse_unsafe
-from .base import Migration, Plan, PlanOptions, Problem, ProblemKind, RunOptions, RunReport
+from .base import (
+    Migration,
+    Plan,
+    PlanOptions,
+    Problem,
+    ProblemKind,
+    Resolution,
+    RunOptions,
+    RunReport,
+)
 from .database import connect
-from .errors import InvalidOptions, LockTimeout
-from .knex_folder import DEFAULT_LOAD_EXTENSIONS, find_knex_migrations, with_contents
+from .errors import InvalidOptions, LockTimeout, ResolveError
+from .knex_folder import with_contents
+from .knex_layout import KnexOptions, Layout, layout_of
 from .knex_report import raise_failure, report_success
+from .knex_resolve import baseline_until, migration_named, resolve_started
 from .knex_tables import KnexTables
-from .options import FORBID_UNKNOWN_FIELDS, parse_options
+from .options import parse_options
 from .planning import compare_by_identity
 from .registry import register
 from .urls import dialect_of, redact_url
 
 UNLOCK_COMMAND = "knex migrate:unlock"
+RESOLVE_COMMAND = "stagecraft migrate resolve"
 LOCK_POLL_SECONDS = 0.25
-
-
-# A list in YAML; `--option load_extensions=.js,.ts` gives one comma-separated string.
-Names = str | tuple[str, ...]
-
-
-def names(value: Names) -> tuple[str, ...]:
-    if isinstance(value, str):
-        return tuple(part.strip() for part in value.split(",") if part.strip())
-    return value
-
-
-@dataclass(frozen=True)
-class KnexOptions:
-    __pydantic_config__: ClassVar[dict[str, Any]] = FORBID_UNKNOWN_FIELDS
-
-    table: Annotated[str, MinLen(1)] = "knex_migrations"  # migrations.tableName
-    schema: Annotated[str, MinLen(1)] | None = None  # migrations.schemaName
-    # The folder holding node_modules and the knexfile; default: the nearest one at or above
-    # the migrations folder with Knex installed (an application image's project root).
-    project_root: str | None = None
-    knex_bin: str | None = None  # default: <project_root>/node_modules/knex/bin/cli.js
-    knexfile: str | None = None  # default: knexfile.js (or .mjs, .ts...) in the project root
-    environment: str | None = None  # the knexfile's environment; default: NODE_ENV or development
-    node: Annotated[str, MinLen(1)] = "node"
-    url_env: Annotated[str, MinLen(1)] = "DATABASE_URL"  # the variable the knexfile reads
-    extra_directories: Names = ()  # more migration folders (migrations.directory as a list)
-    load_extensions: Names = DEFAULT_LOAD_EXTENSIONS
-    sort_dirs_separately: bool = False
-    # Knex's own default wraps the whole batch in one transaction; Stagecraft commits each
-    # migration with its row, so that a failure keeps what succeeded before it.
-    single_transaction: bool = False
-
-
-@dataclass(frozen=True)
-class _Layout:
-    """Where everything is, with relative paths resolved the way Knex resolves them."""
-
-    project_root: Path
-    directories: tuple[Path, ...]
-    knexfile: Path | None
-    knex_bin: Path | None
-    load_extensions: tuple[str, ...]
-    sort_dirs_separately: bool
-
-    def migrations(self) -> list[Migration]:
-        return find_knex_migrations(
-            self.directories, self.load_extensions, sort_dirs_separately=self.sort_dirs_separately
-        )
-
-
-def _layout(folder: Path, options: KnexOptions) -> _Layout:
-    folder = folder.resolve()
-    if options.project_root:
-        root = Path(options.project_root).resolve()
-    else:
-        root = knex_cli.find_project_root(folder) or folder.parent
-    extra = tuple((root / directory).resolve() for directory in names(options.extra_directories))
-    knexfile = (root / options.knexfile).resolve() if options.knexfile else None
-    if knexfile is not None and not knexfile.is_file():
-        raise InvalidOptions(KnexEngine.id, [("knexfile", f"{knexfile} does not exist")])
-    return _Layout(
-        project_root=root,
-        directories=(folder, *extra),
-        knexfile=knexfile or knex_cli.find_knexfile(root),
-        knex_bin=(root / options.knex_bin) if options.knex_bin else None,
-        load_extensions=names(options.load_extensions),
-        sort_dirs_separately=options.sort_dirs_separately,
-    )
+T = TypeVar("T")
 
 
 def _lock_problem(tables: KnexTables) -> Problem | None:
@@ -132,6 +73,17 @@ def _missing_file_in_knex_terms(problem: Problem, table: str) -> Problem:
     )
 
 
+def _dirty_problem(name: str) -> Problem:
+    return Problem(
+        ProblemKind.DIRTY,
+        name,
+        f"{name} started and Knex did not record it: it ran outside a transaction and failed or "
+        "was interrupted, or its runner stopped between its commit and Knex's record, so part "
+        "or all of it may be applied. Check the database by hand, finish or undo what it did, "
+        f"then run `{RESOLVE_COMMAND} --migration {name} --applied` (or `--rolled-back`)",
+    )
+
+
 @register
 class KnexEngine:
     id: ClassVar[str] = "knex"
@@ -145,16 +97,19 @@ class KnexEngine:
             self.id, found, tables.applied(), sort_key=lambda name: position.get(name, -1)
         )
         lock = _lock_problem(tables)
+        recorded = {row.id for row in plan.applied}
+        dirty = sorted(tables.started() - recorded, key=lambda name: position.get(name, -1))
         return replace(
             plan,
             pending=tuple(with_contents(migration) for migration in plan.pending),
             problems=tuple(_missing_file_in_knex_terms(p, tables.table) for p in plan.problems)
+            + tuple(_dirty_problem(name) for name in dirty)
             + ((lock,) if lock else ()),
         )
 
     def plan(self, opts: PlanOptions) -> Plan:
         options = self.parse_options(opts.options)
-        layout = _layout(opts.path, options)
+        layout = layout_of(opts.path, options)
         database = connect(opts.database_url, read_only=True, connect_timeout=opts.connect_timeout)
         try:
             tables = KnexTables(database, options.table, options.schema)
@@ -164,7 +119,7 @@ class KnexEngine:
 
     def run(self, opts: RunOptions) -> RunReport:
         options = self.parse_options(opts.options)
-        layout = _layout(opts.path, options)
+        layout = layout_of(opts.path, options)
         if dialect_of(opts.database_url) != "postgres":
             raise InvalidOptions(
                 self.id,
@@ -185,7 +140,16 @@ class KnexEngine:
                         return RunReport(engine=self.id, plan=plan, dry_run=True)
                     if not plan.pending:
                         return RunReport(engine=self.id, plan=plan)
-                    invocation = self._invocation(found, layout, options, tools, opts)
+                    with database.transaction():
+                        tables.ensure_started_table()
+                    invocation = self._invocation(
+                        tables=tables,
+                        found=found,
+                        layout=layout,
+                        options=options,
+                        tools=tools,
+                        opts=opts,
+                    )
                     outcome = knex_cli.migrate_latest(invocation, _progress_reporter(plan, opts))
                     if outcome.lost_lock_race and time.monotonic() < deadline:
                         continue  # a plain `knex migrate` started after we looked: wait for it
@@ -195,10 +159,42 @@ class KnexEngine:
         finally:
             database.close()
 
+    def resolve(self, opts: PlanOptions, migration: str, outcome: Resolution) -> str:
+        return self._settle(
+            opts,
+            lambda tables, found: resolve_started(
+                tables, migration_named(migration, found).id, outcome
+            ),
+        )
+
+    def baseline(self, opts: PlanOptions, up_to: str) -> list[str]:
+        return self._settle(
+            opts, lambda tables, found: baseline_until(tables, found, migration_named(up_to, found))
+        )
+
+    def _settle(self, opts: PlanOptions, change: Callable[[KnexTables, list[Migration]], T]) -> T:
+        """Change Knex's records as a person asks: under both locks, in one transaction."""
+        options = self.parse_options(opts.options)
+        found = layout_of(opts.path, options).migrations()
+        database = connect(
+            opts.database_url, connect_timeout=opts.connect_timeout, lock_timeout=opts.lock_timeout
+        )
+        try:
+            tables = KnexTables(database, options.table, options.schema)
+            with database.run_lock(tables.run_lock_key, opts.lock_timeout), database.transaction():
+                if not tables.lock_row().free:
+                    raise ResolveError(
+                        f"Knex's migration lock ({tables.lock_table}) is held: wait for the "
+                        f"running migration, or clear a stale lock with `{UNLOCK_COMMAND}`"
+                    )
+                return change(tables, found)
+        finally:
+            database.close()
+
     def _plan_when_knex_is_idle(
         self,
         tables: KnexTables,
-        layout: _Layout,
+        layout: Layout,
         deadline: float,
         opts: RunOptions,
     ) -> tuple[Plan, list[Migration]]:
@@ -220,8 +216,10 @@ class KnexEngine:
 
     def _invocation(
         self,
+        *,
+        tables: KnexTables,
         found: list[Migration],
-        layout: _Layout,
+        layout: Layout,
         options: KnexOptions,
         tools: knex_cli.KnexTools,
         opts: RunOptions,
@@ -241,6 +239,7 @@ class KnexEngine:
             listing=[(m.path.parent, m.id) for m in found if m.path is not None],
             single_transaction=options.single_transaction,
             allow_missing=ProblemKind.MISSING_FILE in opts.allow,
+            started_table=tables.started_table,
         )
         return knex_cli.KnexInvocation(
             tools=tools,

@@ -222,6 +222,7 @@ def settings_for(
     listing: Sequence[tuple[Path, str]],
     single_transaction: bool,
     allow_missing: bool,
+    started_table: str,
 ) -> dict[str, Any]:
     return {
         "projectRoot": str(project_root),
@@ -237,4 +238,5 @@ def settings_for(
         "listing": [[str(directory), name] for directory, name in listing],
         "singleTransaction": single_transaction,
         "allowMissing": allow_missing,
+        "startedTable": started_table,
     }

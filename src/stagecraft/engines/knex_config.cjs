@@ -84,9 +84,20 @@ function checkAgreement(projectMigrations, planned, knexfile) {
   }
 }
 
-function reportingHooks(projectMigrations) {
+function reportingHooks(projectMigrations, settings) {
   const { beforeAll, beforeEach, afterEach } = projectMigrations;
   const startedAt = new Map();
+  // A row in Stagecraft's "started" table, written with the migration: in its transaction when
+  // it has one (so it commits with it), on its own when it has none. Knex records a migration
+  // only after that, so a started row without Knex's record is a migration that may have been
+  // applied in part or in full: Stagecraft's plan reports it as dirty.
+  const markStarted = (knex, name) => {
+    const table = knex(settings.startedTable);
+    return (settings.schemaName ? table.withSchema(settings.schemaName) : table)
+      .insert({ name, started_at: new Date() })
+      .onConflict('name')
+      .merge();
+  };
   return {
     async beforeAll(knex, migrations) {
       // Query errors carry the database's code, detail and hint, which Knex's log drops.
@@ -106,6 +117,7 @@ function reportingHooks(projectMigrations) {
     },
     async beforeEach(knex, migrations) {
       for (const migration of migrations) {
+        await markStarted(knex, migration.file);
         startedAt.set(migration.file, process.hrtime.bigint());
         emit({ event: 'started', name: migration.file });
       }
@@ -212,7 +224,7 @@ async function stagecraftKnexConfig() {
     migrationSource: new PlannedMigrations(settings.listing, settings.singleTransaction),
     disableMigrationsListValidation:
       Boolean(projectMigrations.disableMigrationsListValidation) || settings.allowMissing,
-    ...reportingHooks(projectMigrations),
+    ...reportingHooks(projectMigrations, settings),
   };
   emit({ event: 'config', environment, knexfile: settings.knexfile });
   return config;

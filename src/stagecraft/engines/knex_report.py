@@ -24,7 +24,6 @@ from .urls import redact_url, scrub
 
 FAILED_WITH = "migration failed with error: "
 BATCH_RUN = re.compile(r"Batch (\d+) run: (\d+) migrations")
-NOTHING_APPLIED = "nothing of it was applied or recorded"
 
 # The knexfile's migrations settings, by the engine option that must match each one.
 OPTION_FOR_KNEX_SETTING = {
@@ -41,19 +40,15 @@ class KnexFailed(StagecraftError):
     """Knex stopped for a reason that is not one migration's failure (config, connection...)."""
 
 
-def migration_failed(migration: Migration, failure: SqlFailure) -> MigrationFailed:
-    """The shared error type (the CLI and the operator key on it), worded for Knex's modes."""
-    failed = MigrationFailed(migration.id, migration.path, failure)
-    if not migration.transactional:
-        failed.args = (
-            str(failed).replace(
-                NOTHING_APPLIED,
-                "it runs outside a transaction (exports.config = { transaction: false }), so "
-                "what it did before the error stays in the database while Knex recorded "
-                "nothing: check the database and repair it before running again",
-            ),
-        )
-    return failed
+def migration_failed(migration: Migration, failure: SqlFailure, *, dirty: bool) -> MigrationFailed:
+    return MigrationFailed(
+        migration.id,
+        migration.path,
+        failure,
+        dirty=dirty,
+        resolve_hint=f"Once it is repaired, run `stagecraft migrate resolve --migration "
+        f"{migration.id} --applied` (or `--rolled-back`).",
+    )
 
 
 def _recorded_names(tables: KnexTables) -> set[str]:
@@ -82,6 +77,7 @@ def report_success(
     outcome: KnexOutcome, plan: Plan, tables: KnexTables, opts: RunOptions
 ) -> RunReport:
     rows = tables.recorded()
+    tables.forget_started({row.name for row in rows})
     missing = sorted({m.id for m in plan.pending} - {row.name for row in rows})
     if missing:
         raise KnexFailed(
@@ -162,9 +158,16 @@ def raise_failure(
     by_id = {migration.id: migration for migration in plan.pending}
     if failed_name in by_id:
         assert failed_name is not None
-        failed = migration_failed(by_id[failed_name], _failure_of(outcome, failed_name, url))
+        recorded = _recorded_names(tables)
+        tables.forget_started(recorded)
+        # A transaction's rollback took its started row with it; one outside a transaction
+        # left its row, and the plan now reports it as dirty.
+        dirty = failed_name in tables.started() - recorded
+        failed = migration_failed(
+            by_id[failed_name], _failure_of(outcome, failed_name, url), dirty=dirty
+        )
         # Per-migration transactions keep what finished before the failure (and is recorded).
-        done = _recorded_names(tables) & set(outcome.finished)
+        done = recorded & set(outcome.finished)
         failed.applied = tuple(_applied(plan, outcome, done))
         raise failed
     loading = [line[len(FAILED_WITH) :] for line in outcome.warnings() if FAILED_WITH in line]

@@ -6,6 +6,7 @@ would do (and what would stop it) without starting Node.js.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -53,6 +54,9 @@ class KnexTables:
         self.lock_table = f"{table}_lock"  # Knex's naming: getLockTableName
         self.name = database.qualified(schema, table)
         self.lock_name = database.qualified(schema, self.lock_table)
+        # Stagecraft's own table: migrations its Knex started (see knex_config.cjs).
+        self.started_table = f"{table}_stagecraft_started"
+        self.started_name = database.qualified(schema, self.started_table)
 
     @property
     def run_lock_key(self) -> str:
@@ -79,6 +83,45 @@ class KnexTables:
         )
         total, unlocked = rows[0]
         return LockRow(exists=True, rows=int(total), unlocked=int(unlocked))
+
+    def started(self) -> set[str]:
+        if not self.db.table_exists(self.schema, self.started_table):
+            return set()
+        return {name for (name,) in self.db.query(f"SELECT name FROM {self.started_name}")}
+
+    def ensure_started_table(self) -> None:
+        self.db.execute(
+            f"CREATE TABLE IF NOT EXISTS {self.started_name} (name varchar(255) PRIMARY KEY, "
+            f"started_at {self.db.types.timestamp} NOT NULL)"
+        )
+
+    def forget_started(self, names: set[str]) -> None:
+        """Drop the started rows of migrations Knex has recorded: they finished."""
+        for name in sorted(names):
+            self.db.execute(f"DELETE FROM {self.started_name} WHERE name = %s", (name,))
+
+    def record_applied(self, names: Sequence[str]) -> None:
+        """Rows as Knex writes them, in one new batch (`resolve --applied`, `baseline`)."""
+        batch = self.db.query(f"SELECT COALESCE(MAX(batch), 0) + 1 FROM {self.name}")[0][0]
+        for name in names:
+            self.db.execute(
+                f"INSERT INTO {self.name} (name, batch, migration_time) "
+                f"VALUES (%s, %s, {self.db.now_sql})",
+                (name, batch),
+            )
+
+    def ensure_knex_tables(self) -> None:
+        """Knex's two tables exactly as Knex 3 creates them (for `baseline` on a new database)."""
+        self.db.execute(
+            f"CREATE TABLE IF NOT EXISTS {self.name} (id serial primary key, "
+            "name varchar(255), batch integer, migration_time timestamptz)"
+        )
+        self.db.execute(
+            f'CREATE TABLE IF NOT EXISTS {self.lock_name} ("index" serial primary key, '
+            "is_locked integer)"
+        )
+        if not self.db.query(f"SELECT 1 FROM {self.lock_name}"):
+            self.db.execute(f"INSERT INTO {self.lock_name} (is_locked) VALUES (0)")
 
     def wait_for_running_batch(self, timeout: float) -> bool:
         """Wait, at most `timeout` seconds, for a Knex batch running in one transaction.
