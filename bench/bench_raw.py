@@ -44,7 +44,7 @@ from tests.support.postgres_server import PostgresServer, find_bindir, running_s
 from stagecraft.engines.urls import scrub  # noqa: E402
 
 STAGECRAFT = Path(sys.executable).parent / "stagecraft"  # the console script of this venv
-DBMATE = ROOT / "tools" / "node" / "node_modules" / ".bin" / "dbmate"
+NODE_MODULES = ROOT / "tools" / "node" / "node_modules"
 RESULTS = ROOT / "docs" / "benchmarks.md"
 HEADING = "## Raw engine (issue 2)"
 DEFAULT_SIZES = (100, 1000, 5000)
@@ -62,6 +62,14 @@ MEMORY_TARGET_MIB = 45.0
 FLOOR = "psql -f (floor)"
 STAGECRAFT_RUN = "stagecraft migrate run"
 DBMATE_UP = "dbmate up"
+
+
+def dbmate_binary() -> Path:
+    """dbmate's own Go binary: the npm package's `.bin/dbmate` is a node script that spawns it,
+    and node's start would be charged to dbmate."""
+    for binary in sorted(NODE_MODULES.glob("@dbmate/*/bin/dbmate")):
+        return binary
+    raise SystemExit(f"dbmate is missing from {NODE_MODULES}; run `make node-tools`")
 
 
 def migration_sql(index: int) -> str:
@@ -114,7 +122,8 @@ def write_floor_script(path: Path, count: int) -> None:
 
 @dataclass(frozen=True)
 class Sample:
-    seconds: float
+    seconds: float  # wall clock
+    cpu_seconds: float  # user + system time of the process itself (not the server's)
     peak_mib: float
 
 
@@ -134,7 +143,7 @@ if pid == 0:
 _, status, usage = os.wait4(pid, 0)
 elapsed = time.perf_counter() - started
 with open(report, "w") as out:
-    out.write(f"{elapsed} {usage.ru_maxrss}")
+    out.write(f"{elapsed} {usage.ru_utime + usage.ru_stime} {usage.ru_maxrss}")
 sys.exit(os.waitstatus_to_exitcode(status))
 """
 
@@ -156,8 +165,9 @@ def run_process(command: list[str], *, env: dict[str, str] | None = None, secret
                 f"{Path(command[0]).name} {command[1]} exited {done.returncode}:\n"
                 + scrub(_tail(output), secret)
             )
-        seconds, max_rss_kib = report.read().split()
-    return Sample(float(seconds), int(max_rss_kib) * 1024 / MIB)  # ru_maxrss is in KiB on Linux
+        seconds, cpu_seconds, max_rss_kib = report.read().split()
+    # ru_maxrss is in KiB on Linux
+    return Sample(float(seconds), float(cpu_seconds), int(max_rss_kib) * 1024 / MIB)
 
 
 def _tail(output: IO[bytes], limit: int = 4000) -> str:
@@ -172,6 +182,7 @@ class Tools:
         self.work = work
         self.server = server
         self.psql = str(find_bindir() / "psql")
+        self.dbmate_program = str(dbmate_binary())
 
     def floor(self, script: Path, url: str) -> Sample:
         command = [self.psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", str(script), "-d", url]
@@ -184,7 +195,7 @@ class Tools:
     def dbmate(self, command: str, folder: Path, url: str) -> Sample:
         env = {**os.environ, "DATABASE_URL": f"{url}?sslmode=disable"}
         arguments = ["--no-dump-schema", "--migrations-dir", str(folder), command]
-        return run_process([str(DBMATE), *arguments], env=env, secret=url)
+        return run_process([self.dbmate_program, *arguments], env=env, secret=url)
 
 
 @contextlib.contextmanager
@@ -222,6 +233,9 @@ class SizeResult:
 
     def noop_seconds(self, tool: str) -> float:
         return statistics.median(sample.seconds for sample in self.noop[tool])
+
+    def cold_cpu_seconds(self, tool: str) -> float:
+        return statistics.median(sample.cpu_seconds for sample in self.cold[tool])
 
     def peak_mib(self, tool: str) -> float:
         samples = self.cold.get(tool, []) + self.noop.get(tool, [])
@@ -295,7 +309,7 @@ def command_output(command: list[str]) -> str:
     return done.stdout.strip() or done.stderr.strip()
 
 
-def machine_notes(server: PostgresServer) -> str:
+def machine_notes(server: PostgresServer, dbmate: str) -> str:
     cpu = "unknown CPU"
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
@@ -310,34 +324,36 @@ def machine_notes(server: PostgresServer) -> str:
     return (
         f"{os.cpu_count()} cores ({cpu}), {memory_gib:.0f} GiB memory, PostgreSQL {postgres} "
         f"(durable: fsync on), Python {platform.python_version()}, "
-        f"{command_output([str(DBMATE), '--version'])}, "
+        f"{command_output([dbmate, '--version'])}, "
         f"load average {load} at the end, {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC"
     )
 
 
 def cold_table(results: list[SizeResult]) -> str:
     lines = [
-        "| N | tool | seconds | ratio to floor | ms per migration | peak MiB |",
-        "|---:|---|---:|---:|---:|---:|",
+        "| N | tool | seconds | ratio to floor | ms per migration | CPU seconds | peak MiB |",
+        "|---:|---|---:|---:|---:|---:|---:|",
     ]
     for result in results:
         for tool in result.cold:
             seconds = result.cold_seconds(tool)
             lines.append(
                 f"| {result.count:,} | {tool} | {seconds:.3f} | {result.ratio(tool):.2f}x | "
-                f"{seconds / result.count * 1000:.3f} | {result.peak_mib(tool):.1f} |"
+                f"{seconds / result.count * 1000:.3f} | {result.cold_cpu_seconds(tool):.2f} | "
+                f"{result.peak_mib(tool):.1f} |"
             )
     return "\n".join(lines)
 
 
 def noop_table(results: list[SizeResult]) -> str:
-    lines = ["| N | no-op | milliseconds | peak MiB |", "|---:|---|---:|---:|"]
+    lines = ["| N | no-op | milliseconds | CPU ms | peak MiB |", "|---:|---|---:|---:|---:|"]
     for result in results:
         for tool, samples in result.noop.items():
+            cpu = statistics.median(sample.cpu_seconds for sample in samples)
             peak = max(sample.peak_mib for sample in samples)
             lines.append(
                 f"| {result.count:,} | {tool} | {result.noop_seconds(tool) * 1000:.0f} | "
-                f"{peak:.1f} |"
+                f"{cpu * 1000:.0f} | {peak:.1f} |"
             )
     return "\n".join(lines)
 
@@ -378,8 +394,10 @@ own, wall-clock time from spawn to exit (interpreter start included), median of 
 tools take turns. The floor is one `psql -f` file that takes an advisory lock, then per migration
 sends `BEGIN`, the migration's two statements, an `INSERT` into a tracking table with
 Stagecraft's columns, and `COMMIT`, each as its own round trip. dbmate runs `up
---no-dump-schema` on the same SQL in its `-- migrate:up` format. Peak MiB is the process's
-maximum resident set size (wait4).
+--no-dump-schema` on the same SQL in its `-- migrate:up` format (its Go binary, not the npm
+package's node wrapper). CPU seconds are the user and system time of the client process alone
+(the server's work is not in them): they show a client's own overhead even when other work
+shares the machine. Peak MiB is the process's maximum resident set size (wait4).
 
 Machine: {machine}.
 
@@ -432,8 +450,6 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
     sizes, repeat = ((100,), 1) if args.quick else (args.sizes, args.repeat)
-    if not DBMATE.exists():
-        raise SystemExit(f"{DBMATE} is missing; run `make node-tools`")
     with tempfile.TemporaryDirectory() as work, running_server(durable=True) as server:
         tools = Tools(Path(work), server)
         if not args.quick:
@@ -442,7 +458,7 @@ def main() -> None:
         for count in sizes:
             print(f"N = {count:,} ...", file=sys.stderr, flush=True)
             results.append(measure_size(tools, Path(work), count, repeat))
-        machine = machine_notes(server)
+        machine = machine_notes(server, tools.dbmate_program)
     command = "python bench/bench_raw.py " + " ".join(sys.argv[1:])
     text = section(results, command.strip(), repeat, machine)
     print(text)
