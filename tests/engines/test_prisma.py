@@ -315,3 +315,12 @@ def test_the_cli_resolves_a_failed_prisma_migration(
     applied = stagecraft("run", *target)
     assert applied.returncode == 0, applied.stderr
     assert BAD in applied.stdout
+
+
+def test_a_symlinked_folder_is_skipped_as_prisma_skips_it(
+    sqlite_url: str, write_folder: FolderWriter
+) -> None:
+    elsewhere = write_folder({"migration.sql": "CREATE TABLE linked (id integer);\n"})
+    folder = write_folder(GOOD)
+    (folder / "20240101500000_linked").symlink_to(elsewhere, target_is_directory=True)
+    assert run(folder, sqlite_url) == [FIRST, SECOND]

@@ -76,7 +76,10 @@ class PrismaFolder:
 def read_folder(folder: Path) -> PrismaFolder:
     """The folder's migrations, refused whole if any directory lacks its `migration.sql`."""
     try:
-        directories = [entry.name for entry in os.scandir(folder) if entry.is_dir()]
+        # Node.js's `Dirent.isDirectory()` is false for a symbolic link, so Prisma skips those.
+        directories = [
+            entry.name for entry in os.scandir(folder) if entry.is_dir(follow_symlinks=False)
+        ]
     except FileNotFoundError:
         raise MigrationSourceError(
             f"migrations folder {folder} does not exist; check migrations.path (or --path), "
