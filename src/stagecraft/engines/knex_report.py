@@ -77,7 +77,7 @@ def report_success(
     outcome: KnexOutcome, plan: Plan, tables: KnexTables, opts: RunOptions
 ) -> RunReport:
     rows = tables.recorded()
-    tables.forget_started({row.name for row in rows})
+    tables.forget_recorded()
     missing = sorted({m.id for m in plan.pending} - {row.name for row in rows})
     if missing:
         raise KnexFailed(
@@ -159,7 +159,7 @@ def raise_failure(
     if failed_name in by_id:
         assert failed_name is not None
         recorded = _recorded_names(tables)
-        tables.forget_started(recorded)
+        tables.forget_recorded()
         # A transaction's rollback took its started row with it; one outside a transaction
         # left its row, and the plan now reports it as dirty.
         dirty = failed_name in tables.started() - recorded

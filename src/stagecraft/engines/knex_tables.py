@@ -96,9 +96,16 @@ class KnexTables:
         )
 
     def forget_started(self, names: set[str]) -> None:
-        """Drop the started rows of migrations Knex has recorded: they finished."""
+        """Drop the started rows of these migrations (`resolve`)."""
         for name in sorted(names):
             self.db.execute(f"DELETE FROM {self.started_name} WHERE name = %s", (name,))
+
+    def forget_recorded(self) -> None:
+        """Drop the started rows of migrations Knex has recorded: they finished."""
+        if self.db.table_exists(self.schema, self.started_table):
+            self.db.execute(
+                f"DELETE FROM {self.started_name} WHERE name IN (SELECT name FROM {self.name})"
+            )
 
     def record_applied(self, names: Sequence[str]) -> None:
         """Rows as Knex writes them, in one new batch (`resolve --applied`, `baseline`)."""
