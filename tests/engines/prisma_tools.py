@@ -23,6 +23,16 @@ HELPERS = Path(__file__).parent / "node" / "prisma"
 UNREF_LONG_TIMERS = HELPERS / "unref_long_timers.cjs"
 FIXTURE = Path(__file__).parent / "fixtures" / "prisma" / "generated"
 NODE_TIMEOUT = 120
+MIGRATION_COLUMNS = (
+    "id",
+    "checksum",
+    "finished_at",
+    "migration_name",
+    "logs",
+    "rolled_back_at",
+    "started_at",
+    "applied_steps_count",
+)
 # Prisma needs a schema with a datasource; deploy, status and resolve use none of its models.
 SCHEMA = """datasource db {
   provider = "postgresql"
@@ -125,15 +135,6 @@ def execute(url: str, sql: str) -> None:
 
 def migration_rows(url: str) -> list[dict[str, Any]]:
     """`_prisma_migrations` in Prisma's order, as dicts."""
-    columns = (
-        "id",
-        "checksum",
-        "finished_at",
-        "migration_name",
-        "logs",
-        "rolled_back_at",
-        "started_at",
-        "applied_steps_count",
-    )
-    rows = query(url, f"SELECT {', '.join(columns)} FROM _prisma_migrations ORDER BY started_at")
-    return [dict(zip(columns, row, strict=True)) for row in rows]
+    columns = ", ".join(MIGRATION_COLUMNS)
+    rows = query(url, f"SELECT {columns} FROM _prisma_migrations ORDER BY started_at")
+    return [dict(zip(MIGRATION_COLUMNS, row, strict=True)) for row in rows]

@@ -28,6 +28,7 @@ from stagecraft.engines.database import connect
 from stagecraft.engines.prisma import PRISMA_ADVISORY_LOCK_KEY, PrismaEngine, PrismaMigrationFailed
 from stagecraft.engines.prisma_rules import NEEDS_BASELINE
 from tests.conftest import FolderWriter
+from tests.engines.prisma_tools import MIGRATION_COLUMNS
 
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 FIRST, SECOND, BAD = "20240101000000_first", "20240102000000_second", "20240103000000_bad"
@@ -40,16 +41,6 @@ FAILING = {
         "CREATE TABLE bad_table (id integer);\nINSERT INTO missing_table VALUES (1);\n"
     )
 }
-COLUMNS = (
-    "id",
-    "checksum",
-    "finished_at",
-    "migration_name",
-    "logs",
-    "rolled_back_at",
-    "started_at",
-    "applied_steps_count",
-)
 
 
 def engine() -> PrismaEngine:
@@ -71,9 +62,9 @@ def rows(url: str) -> list[dict[str, Any]]:
     database = connect(url, read_only=True)
     try:
         found = database.query(
-            f"SELECT {', '.join(COLUMNS)} FROM _prisma_migrations ORDER BY started_at, id"
+            f"SELECT {', '.join(MIGRATION_COLUMNS)} FROM _prisma_migrations ORDER BY started_at, id"
         )
-        return [dict(zip(COLUMNS, row, strict=True)) for row in found]
+        return [dict(zip(MIGRATION_COLUMNS, row, strict=True)) for row in found]
     finally:
         database.close()
 
