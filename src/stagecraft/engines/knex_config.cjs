@@ -1,9 +1,10 @@
 // The knexfile Stagecraft's `knex` engine hands to the project's own Knex CLI (`--knexfile`).
 //
-// It reads its settings from the environment, never from the command line, so the database URL
-// never shows up in `ps`. It loads the project's knexfile (if any) for the chosen environment,
-// refuses to run when that knexfile's migrations settings differ from what Stagecraft planned
-// with (plan and run must read the same folders and table), and reports what Knex does as
+// It reads its settings from stdin and the database URL from one environment variable, never
+// from the command line, so the URL never shows up in `ps`. It loads the project's knexfile (if
+// any) for the chosen environment, refuses to run when that knexfile's migrations settings
+// differ from what Stagecraft planned with (plan and run must read the same folders and table),
+// writes a "started" row with each migration (dirty records), and reports what Knex does as
 // `@@stagecraft {json}` lines on stdout, which the Python side parses.
 'use strict';
 
@@ -74,12 +75,12 @@ function checkAgreement(projectMigrations, planned, knexfile) {
   }
   for (const field of Object.keys(DEFAULTS)) {
     const own = projectMigrations[field] === undefined ? DEFAULTS[field] : projectMigrations[field];
-    const mine = JSON.stringify(comparable(field, own));
-    const theirs = JSON.stringify(comparable(field, planned[field]));
-    if (mine !== theirs) {
+    const project = JSON.stringify(comparable(field, own));
+    const plan = JSON.stringify(comparable(field, planned[field]));
+    if (project !== plan) {
       fail({ event: 'mismatch', field, knexfile: comparable(field, own),
         stagecraft: comparable(field, planned[field]) },
-      `${knexfile} sets migrations.${field} = ${mine} but Stagecraft planned with ${theirs}`);
+      `${knexfile} sets migrations.${field} = ${project} but Stagecraft planned with ${plan}`);
     }
   }
 }
