@@ -385,3 +385,21 @@ def test_a_knexfile_that_cannot_load_says_why(postgres_url: str, tmp_path: Path)
     folder = make_project(tmp_path / "app", {"001_a.js": CREATE_A}, knexfile=knexfile)
     with pytest.raises(KnexFailed, match=r"Cannot find module '\./missing-settings'"):
         engine.run(options(folder, postgres_url))
+
+
+def test_several_folders_run_in_knexs_order_when_the_knexfile_lists_them(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    knexfile = (
+        "module.exports = { client: 'pg', connection: process.env.DATABASE_URL,\n"
+        "  migrations: { directory: ['./migrations', './more'] } };\n"
+    )
+    folder = make_project(tmp_path / "app", {"002_b.js": CREATE_B}, knexfile=knexfile)
+    (folder.parent / "more").mkdir()
+    (folder.parent / "more" / "001_a.js").write_text(CREATE_A, encoding="utf-8")
+    (folder.parent / "more" / "003_c.js").write_text(
+        js_migration("CREATE TABLE c (id int)"), encoding="utf-8"
+    )
+    report = engine.run(options(folder, postgres_url, options={"extra_directories": "more"}))
+    assert [applied.id for applied in report.applied] == ["001_a.js", "002_b.js", "003_c.js"]
+    assert recorded(postgres_url) == ["001_a.js", "002_b.js", "003_c.js"]
