@@ -67,8 +67,12 @@ class Database(Protocol):
         """One atomic unit; on SQLite it also takes the write lock at once (BEGIN IMMEDIATE)."""
         ...
 
-    def run_lock(self, key: str, timeout: float) -> AbstractContextManager[None]:
-        """Exclude other runners for the whole run where the dialect can (an advisory lock)."""
+    def run_lock(self, key: str | int, timeout: float) -> AbstractContextManager[None]:
+        """Exclude other runners for the whole run where the dialect can (an advisory lock).
+
+        A name is hashed into a key; an integer is used as it is, so a compatible engine can take
+        its tool's own fixed key (Prisma's) and the two tools exclude each other.
+        """
         ...
 
     def split(self, script: str) -> list[Statement]: ...

@@ -21,10 +21,10 @@ stays pending, and every run refuses (Prisma's P3009) until someone resolves it 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from contextlib import suppress
+from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 from . import scripts
 from .applying import PlanApplier, prepare_sql_file, refuse_unsafe
@@ -74,10 +74,8 @@ class PrismaMigrationFailed(MigrationFailed):
         self.args = ("\n".join(lines),)
 
 
-def _lock(database: Database, timeout: float) -> Any:
-    # Database.run_lock is typed for lock names; PostgreSQL also takes a fixed integer key as it
-    # is (postgres.run_lock) and SQLite ignores the key (each transaction takes the write lock).
-    return database.run_lock(cast(str, PRISMA_ADVISORY_LOCK_KEY), timeout)
+def _lock(database: Database, timeout: float) -> AbstractContextManager[None]:
+    return database.run_lock(PRISMA_ADVISORY_LOCK_KEY, timeout)
 
 
 def _logs(failed: MigrationFailed) -> str:

@@ -110,7 +110,7 @@ class SqliteDatabase:
         self._connection.execute("COMMIT")
 
     @contextmanager
-    def run_lock(self, key: str, timeout: float) -> Iterator[None]:
+    def run_lock(self, key: str | int, timeout: float) -> Iterator[None]:
         del key, timeout  # each transaction() takes the write lock; see the module docstring
         yield
 
