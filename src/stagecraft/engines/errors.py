@@ -93,7 +93,10 @@ class MigrationFailed(StagecraftError):
         *,
         dirty: bool = False,
         resolve_hint: str = "",
+        outcome: str | None = None,
     ) -> None:
+        """`outcome` replaces the closing line that says what was applied and recorded, for
+        engines whose tool records failures its own way (Prisma's failed rows)."""
         self.migration = migration
         self.path = path
         self.failure = failure
@@ -110,7 +113,9 @@ class MigrationFailed(StagecraftError):
             parts.append(f"detail: {failure.detail}")
         if failure.hint:
             parts.append(f"hint: {failure.hint}")
-        if dirty:
+        if outcome is not None:
+            parts.append(outcome)
+        elif dirty:
             parts.append(
                 "it ran outside a transaction, so part of it may have been applied; it is "
                 f"recorded as dirty and blocks further runs. {resolve_hint}".rstrip()

@@ -56,22 +56,22 @@ class PrismaMigrationFailed(MigrationFailed):
     """A migration failed and, as Prisma does, is recorded as failed: it blocks until resolved."""
 
     def __init__(self, failed: MigrationFailed, logs_recorded: bool) -> None:
-        super().__init__(failed.migration, failed.path, failed.failure, dirty=failed.dirty)
-        self.applied = failed.applied
-        lines = str(failed).splitlines()
-        lines[-1] = (
+        outcome = (
             "part of it may have been applied (it ran outside a transaction)"
             if failed.dirty
             else "its transaction was rolled back, so nothing of it was applied"
         )
         if logs_recorded:
-            lines.append(
-                "as Prisma does, _prisma_migrations records it as failed, which blocks every "
+            outcome += (
+                "\nas Prisma does, _prisma_migrations records it as failed, which blocks every "
                 "run (Prisma's too) until it is resolved: fix it, then run "
                 f"`{RESOLVE_COMMAND} --migration {failed.migration} --rolled-back` to run it "
                 "again, or `--applied` if you completed it by hand"
             )
-        self.args = ("\n".join(lines),)
+        super().__init__(
+            failed.migration, failed.path, failed.failure, dirty=failed.dirty, outcome=outcome
+        )
+        self.applied = failed.applied
 
 
 def _lock(database: Database, timeout: float) -> AbstractContextManager[None]:
