@@ -7,6 +7,8 @@ that reads DATABASE_URL, `.js` and `.cjs` migrations, one that opts out of the t
 
 from __future__ import annotations
 
+import os
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +19,7 @@ import pytest
 
 from stagecraft.engines import Plan, ProblemKind, RunOptions, RunRefused
 from stagecraft.engines.knex import KnexEngine
-from tests.engines.knex_projects import copy_fixture_project, knex
+from tests.engines.knex_projects import KNEX_CLI, copy_fixture_project, knex
 from tests.support.postgres_server import PostgresServer
 
 engine = KnexEngine()
@@ -168,3 +170,37 @@ def test_a_stuck_knex_lock_blocks_both_tools_until_knex_unlocks_it(
     assert knex(folder.parent, postgres_url, "migrate:unlock").returncode == 0
     assert plan(folder, postgres_url).problems == ()
     assert run(folder, postgres_url) == ["20240105000000_more.js"]
+
+
+def test_stagecraft_and_a_plain_knex_started_together_apply_each_migration_once(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    folder = copy_fixture_project(tmp_path / "app")
+    # Knex's tables exist, as after the first deployment: on a fresh database two Knex runs
+    # race to create them (and can leave two lock rows), which is Knex's own race.
+    later = tmp_path / "later"
+    later.mkdir()
+    for name in FIXTURE_MIGRATIONS[1:]:
+        (folder / name).rename(later / name)
+    assert knex(folder.parent, postgres_url, "migrate:latest").returncode == 0
+    for name in FIXTURE_MIGRATIONS[1:]:
+        (later / name).rename(folder / name)
+    plain = subprocess.Popen(
+        ["node", str(KNEX_CLI), "migrate:latest"],
+        cwd=folder.parent,
+        env={**os.environ, "DATABASE_URL": postgres_url, "NO_COLOR": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        report = engine.run(RunOptions(path=folder, database_url=postgres_url))
+    finally:
+        output, _ = plain.communicate(timeout=120)
+    # Whoever came second waited (Stagecraft) or stopped on Knex's lock (a plain Knex).
+    names = query(postgres_url, "SELECT name FROM knex_migrations ORDER BY id")
+    assert [name for (name,) in names] == FIXTURE_MIGRATIONS
+    assert sorted([*(a.id for a in report.applied), *report.skipped]) == sorted(
+        m.id for m in report.plan.pending
+    )
+    assert plain.returncode == 0 or "already locked" in output or "already exists" in output

@@ -151,8 +151,8 @@ class KnexEngine:
                         opts=opts,
                     )
                     outcome = knex_cli.migrate_latest(invocation, _progress_reporter(plan, opts))
-                    if outcome.lost_lock_race and time.monotonic() < deadline:
-                        continue  # a plain `knex migrate` started after we looked: wait for it
+                    if outcome.lost_race and time.monotonic() < deadline:
+                        continue  # a plain `knex migrate` got in after we looked: plan again
                     if outcome.returncode != 0:
                         raise_failure(outcome, plan, tables, opts)
                     return report_success(outcome, plan, tables, opts)

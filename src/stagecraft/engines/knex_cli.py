@@ -105,9 +105,12 @@ class KnexOutcome:
         return [str(event.get("message", "")) for event in self.of_kind("warn")]
 
     @property
-    def lost_lock_race(self) -> bool:
-        """Knex found its lock row taken (by a runner that started after Stagecraft looked)."""
-        return self.returncode != 0 and any(KNEX_LOCK_HELD in line for line in self.warnings())
+    def lost_race(self) -> bool:
+        """Another runner got in after Stagecraft looked: it held Knex's lock row, or it applied
+        some of the planned migrations before this Knex took the lock."""
+        if self.returncode == 0:
+            return False
+        return bool(self.of_kind("raced")) or any(KNEX_LOCK_HELD in w for w in self.warnings())
 
     @property
     def finished(self) -> dict[str, int]:

@@ -101,6 +101,17 @@ function reportingHooks(projectMigrations, settings) {
   };
   return {
     async beforeAll(knex, migrations) {
+      // Knex holds its lock now. Outside a batch transaction it does not look again at what is
+      // recorded, so a plain Knex that ran between our listing and our lock would see its
+      // migrations run twice: stop instead, and Stagecraft plans again.
+      const recorded = settings.schemaName
+        ? knex(settings.tableName).withSchema(settings.schemaName)
+        : knex(settings.tableName);
+      const done = await recorded.whereIn('name', migrations.map((m) => m.file)).pluck('name');
+      if (done.length) {
+        emit({ event: 'raced', names: done });
+        throw new Error(`applied meanwhile by another runner: ${done.join(', ')}`);
+      }
       // Query errors carry the database's code, detail and hint, which Knex's log drops.
       knex.client.on('query-error', (error, query) => {
         const text = String(error.message);
