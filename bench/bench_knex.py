@@ -206,8 +206,9 @@ time goes:
   default gives each migration its own transaction (a failure keeps what succeeded before it,
   as every Stagecraft engine does); Knex then records each migration in a second, autocommitted
   statement, so every migration pays two commits, each a WAL flush. `single_transaction=true`
-  keeps Knex's one-transaction batch and costs Knex's time plus Stagecraft's plan, start-up and
-  the table read that builds the report.
+  keeps Knex's one-transaction batch and costs Knex's time plus Python's start-up, the plan,
+  the table read that builds the report, and one more statement per migration: the "started"
+  row that makes a migration Knex did not record visible as dirty.
 - No-op plan: Stagecraft reads the folder and two tables from Python and starts no Node.js;
   the in-process row is the engine's own work, the rest is the Python interpreter and its
   imports, against node's start-up plus Knex's loading of its CLI for `knex migrate:status`.
