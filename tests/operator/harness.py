@@ -174,10 +174,33 @@ class Cluster:
             {"spec": spec},
         )
 
+    async def annotate(self, name: str, annotations: dict[str, str]) -> None:
+        """`kubectl annotate` over HTTP with the real client."""
+        custom = self.api._custom
+        await asyncio.to_thread(
+            custom.patch_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            NAMESPACE,
+            PLURAL,
+            name,
+            {"metadata": {"annotations": annotations}},
+        )
+
     def database_migration(self, name: str) -> dict[str, Any]:
         stored = self.emulator.stored(GROUP, PLURAL, NAMESPACE, name)
         assert stored is not None, f"DatabaseMigration {name} is gone"
         return stored
+
+    def event_reasons(self, name: str) -> list[tuple[str, str]]:
+        """(reason, type) of the Events about a DatabaseMigration, oldest first."""
+        events = [
+            event
+            for event in self.emulator.stored_objects("", "events", NAMESPACE)
+            if event["involvedObject"]["name"] == name
+        ]
+        events.sort(key=lambda event: int(event["metadata"]["resourceVersion"]))
+        return [(event["reason"], event["type"]) for event in events]
 
     def jobs_of(self, name: str) -> list[dict[str, Any]]:
         return [
@@ -222,7 +245,7 @@ async def _wait_until_watching(emulator: ApiServerEmulator, plurals: set[str]) -
 
 
 # Automatic retries come quickly in tests; the policy's shape is what is under test.
-TEST_RETRY_POLICY = RetryPolicy(first_delay_seconds=0.2, max_delay_seconds=1.0, max_attempts=4)
+TEST_RETRY_POLICY = RetryPolicy(first_delay_seconds=1.0, max_delay_seconds=2.0, max_attempts=4)
 RETRY_CHECK_SECONDS = 0.1
 
 

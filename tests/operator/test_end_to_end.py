@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ import psycopg
 import pytest
 
 from tests.operator.harness import Cluster, condition_of, is_true
+from tests.support.postgres_server import PostgresServer
 
 APP_IMAGE = "registry.example/shop-api:41"
 
@@ -72,6 +75,10 @@ async def test_created_resource_is_migrated_by_its_job_and_becomes_ready(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
         ).fetchall()
     assert {"customers", "orders"} <= {row[0] for row in tables}
+    assert cluster.event_reasons("shop-db") == [
+        ("RunStarted", "Normal"),
+        ("RunSucceeded", "Normal"),
+    ]
 
 
 async def test_failing_sql_stalls_with_the_migration_file_and_database_message(
@@ -174,3 +181,91 @@ async def test_no_credential_reaches_a_job_spec_status_termination_message_or_lo
     for where, text in seen.items():
         assert password not in text, where
     assert "secretKeyRef" in seen["jobs"]
+
+
+async def test_fixed_migration_is_applied_after_a_retry_request(
+    cluster: Cluster, postgres_url: str, tmp_path: Path
+) -> None:
+    files = {**GOOD_MIGRATIONS, "0003_broken.sql": "CREATE TABLE invoices (id integer"}
+    await _application(cluster, tmp_path / "image", postgres_url, files)
+    await cluster.apply_database_migration("shop-db", _spec())
+    await cluster.wait_for_status("shop-db", is_true("Stalled"))
+
+    fixed = cluster.jobs.images[APP_IMAGE] / "app" / "migrations" / "0003_broken.sql"
+    fixed.write_text("CREATE TABLE invoices (id integer);", encoding="utf-8")  # same tag, new push
+    await cluster.annotate("shop-db", {"stagecraft.dev/retry": "after-fix"})
+    status = await cluster.wait_for_status("shop-db", is_true("Ready"))
+
+    assert [entry["id"] for entry in status["lastRun"]["applied"]] == ["0003_broken.sql"]
+    assert status["lastRun"]["attempt"] == 2
+    assert status["handledRetry"] == "after-fix"
+    assert len(cluster.jobs_of("shop-db")) == 2
+    assert [reason for reason, _ in cluster.event_reasons("shop-db")] == [
+        "RunStarted",
+        "RunFailed",
+        "RunStarted",
+        "RunSucceeded",
+    ]
+
+
+def _run_admin_sql(server: PostgresServer, sql: str) -> None:
+    with psycopg.connect(server.url(), autocommit=True) as admin:
+        admin.execute(sql.encode())
+
+
+async def test_unreachable_database_recovers_by_itself_once_it_is_back(
+    cluster: Cluster, postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    database = f"later_{uuid.uuid4().hex[:12]}"
+    await _application(cluster, tmp_path / "image", postgres_server.url(database), GOOD_MIGRATIONS)
+    await cluster.apply_database_migration("shop-db", _spec(job={"backoffLimit": 0}))
+    waiting = await cluster.wait_for_status(
+        "shop-db",
+        lambda status: condition_of(status, "Reconciling").get("reason") == "RetryScheduled",
+    )
+    assert condition_of(waiting, "Stalled")["status"] == "False"
+    assert waiting["lastRun"]["failure"]["error"] == "DatabaseUnavailable"
+
+    # Hold the next attempts while the database comes back, so the retry limit cannot run out
+    # on a slow machine before it is there.
+    cluster.jobs.released.clear()
+    await asyncio.to_thread(_run_admin_sql, postgres_server, f'CREATE DATABASE "{database}"')
+    cluster.jobs.released.set()
+    try:
+        status = await cluster.wait_for_status("shop-db", is_true("Ready"))
+    finally:
+        drop = f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'
+        await asyncio.to_thread(_run_admin_sql, postgres_server, drop)
+
+    assert status["lastRun"]["attempt"] >= 2
+    assert status.get("nextRetryAt") is None
+    assert [entry["id"] for entry in status["lastRun"]["applied"]] == list(GOOD_MIGRATIONS)
+
+
+async def test_manual_strategy_waits_then_runs_once_per_request(
+    cluster: Cluster, postgres_url: str, tmp_path: Path
+) -> None:
+    await _application(cluster, tmp_path / "image", postgres_url, GOOD_MIGRATIONS)
+    manual = {"engine": "raw", "path": "/app/migrations", "strategy": "manual"}
+    await cluster.apply_database_migration("shop-db", _spec(migrations=manual))
+    waiting = await cluster.wait_for_status(
+        "shop-db", lambda status: status.get("observedGeneration") == 1
+    )
+    assert condition_of(waiting, "Ready")["reason"] == "WaitingForRunRequest"
+    assert condition_of(waiting, "Reconciling")["status"] == "False"
+    assert cluster.jobs_of("shop-db") == []
+
+    await cluster.annotate("shop-db", {"stagecraft.dev/run-request": "first"})
+    first = await cluster.wait_for_status(
+        "shop-db",
+        lambda status: status.get("handledRunRequest") == "first" and is_true("Ready")(status),
+    )
+    assert [entry["id"] for entry in first["lastRun"]["applied"]] == list(GOOD_MIGRATIONS)
+
+    await cluster.annotate("shop-db", {"stagecraft.dev/run-request": "second"})
+    second = await cluster.wait_for_status(
+        "shop-db",
+        lambda status: status.get("handledRunRequest") == "second" and is_true("Ready")(status),
+    )
+    assert second["lastRun"]["applied"] == []  # nothing was pending the second time
+    assert len(cluster.jobs.runner_runs()) == 2

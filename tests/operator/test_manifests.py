@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stagecraft.operator.manifests import (
@@ -56,21 +56,25 @@ def _runner(job: dict[str, Any]) -> dict[str, Any]:
     return container
 
 
+@settings(deadline=None)  # speed is not what these properties are about
 @given(resource_names, hashes)
 def test_job_names_fit_in_a_label_value(name: str, hash_of_target: str) -> None:
     assert len(job_name(name, hash_of_target)) <= MAX_NAME_LENGTH
 
 
+@settings(deadline=None)  # speed is not what these properties are about
 @given(resource_names, hashes)
 def test_job_names_are_valid_object_names(name: str, hash_of_target: str) -> None:
     assert _SUBDOMAIN.match(job_name(name, hash_of_target))
 
 
+@settings(deadline=None)  # speed is not what these properties are about
 @given(resource_names, hashes)
 def test_job_name_is_deterministic(name: str, hash_of_target: str) -> None:
     assert job_name(name, hash_of_target) == job_name(name, hash_of_target)
 
 
+@settings(deadline=None)  # speed is not what these properties are about
 @given(resource_names, hashes, hashes)
 def test_a_new_target_gives_a_new_job_name(name: str, first: str, second: str) -> None:
     if first != second:

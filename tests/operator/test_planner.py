@@ -216,3 +216,50 @@ def test_later_attempt_follows_its_own_job() -> None:
     assert decision.action is Action.WAIT_FOR_JOB
     assert decision.run is not None
     assert decision.run.attempt == 2
+
+
+def test_recording_a_transient_failure_schedules_its_retry_at_once() -> None:
+    message = json.dumps(
+        {
+            "kind": "run",
+            "status": "failed",
+            "error": {"type": "DatabaseUnavailable", "message": "x"},
+        }
+    )
+    job = JobObservation(
+        name=job_name("shop-db", _target()),
+        target_hash=_target(),
+        active=False,
+        succeeded=False,
+        finished_at="2026-01-01T12:00:00Z",
+        termination_message=message,
+    )
+    decision = decide(_observed(job=job))
+    assert decision.action is Action.RECORD_RESULT
+    assert decision.verdict.reason is Reason.RETRY_SCHEDULED
+    assert decision.next_retry_at == NOW + timedelta(seconds=10)
+    assert decision.run is not None
+    assert decision.run.result == "Failed"
+
+
+def test_recording_a_failed_migration_schedules_nothing() -> None:
+    message = json.dumps(
+        {"kind": "run", "status": "failed", "error": {"type": "MigrationFailed", "message": "x"}}
+    )
+    decision = decide(_observed(job=_job(active=False, message=message)))
+    assert decision.action is Action.RECORD_RESULT
+    assert decision.verdict.reason is Reason.MIGRATION_FAILED
+    assert decision.next_retry_at is None
+
+
+def test_retry_time_recorded_in_status_is_the_one_kept() -> None:
+    scheduled = NOW + timedelta(seconds=3)
+    waiting = decide(
+        _observed(last_run=_failed("DatabaseUnavailable"), scheduled_retry_at=scheduled)
+    )
+    assert waiting.action is Action.WAIT
+    assert waiting.next_retry_at == scheduled
+    due = _observed(
+        last_run=_failed("DatabaseUnavailable"), scheduled_retry_at=scheduled, now=scheduled
+    )
+    assert decide(due).action is Action.CREATE_JOB

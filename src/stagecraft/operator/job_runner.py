@@ -37,6 +37,19 @@ def _shortened_error(error: Any) -> Any:
     return shortened
 
 
+def _latest_that_fit(document: dict[str, Any], applied: list[Any], limit: int) -> list[Any]:
+    """The longest tail of `applied` with which the document stays within `limit` bytes."""
+    room = limit - len(_encoded({**document, "applied": []}))
+    kept = 0
+    for entry in reversed(applied):
+        cost = len(_encoded(entry)) + (1 if kept else 0)  # the comma between entries
+        if cost > room:
+            break
+        room -= cost
+        kept += 1
+    return applied[len(applied) - kept :]
+
+
 def fit_termination_message(output: str, limit: int = TERMINATION_MESSAGE_LIMIT) -> str:
     """The run document in at most `limit` bytes of valid JSON.
 
@@ -56,9 +69,7 @@ def fit_termination_message(output: str, limit: int = TERMINATION_MESSAGE_LIMIT)
     applied = list(document.get("applied") or [])
     document["applied_total"] = len(applied)
     document.pop("skipped", None)
-    while applied and len(_encoded({**document, "applied": applied})) > limit:
-        applied.pop(0)
-    document["applied"] = applied
+    document["applied"] = _latest_that_fit(document, applied, limit)
     encoded = _encoded(document)
     if len(encoded) > limit:  # only a pathological error message can get here
         minimal = {key: document.get(key) for key in ("version", "kind", "status")}

@@ -14,7 +14,7 @@ The rollout gate of issue 5 plugs into step 5 (`run_gate`) and nowhere else.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -63,6 +63,7 @@ class Observed:
     job: JobObservation | None = None  # the Job of the target's current attempt, if it exists
     retry_request: str | None = None  # an unhandled stagecraft.dev/retry token
     run_request: str | None = None  # an unhandled stagecraft.dev/run-request token
+    scheduled_retry_at: datetime | None = None  # status.nextRetryAt, set while a retry waits
     retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
 
 
@@ -113,14 +114,28 @@ def _start(observed: Observed, spec: DatabaseMigrationSpec, target: str, attempt
     )
 
 
-def _automatic_retry_at(run: RunRecord, policy: RetryPolicy) -> datetime | None:
+def _retries_by_itself(run: RunRecord, policy: RetryPolicy) -> bool:
+    failure = run.failure
+    return (
+        run.result == "Failed"
+        and failure is not None
+        and failure.error in TRANSIENT_ERRORS
+        and run.attempt < policy.max_attempts
+    )
+
+
+def _automatic_retry_at(run: RunRecord, observed: Observed) -> datetime | None:
     """When a finished attempt is retried without anyone asking, or None if it is not."""
-    if run.result != "Failed" or run.failure is None or run.finished_at is None:
+    if not _retries_by_itself(run, observed.retry_policy):
         return None
-    if run.failure.error not in TRANSIENT_ERRORS or run.attempt >= policy.max_attempts:
-        return None
-    finished = datetime.fromisoformat(run.finished_at.replace("Z", "+00:00"))
-    return finished + policy.delay_after(run.attempt)
+    if observed.scheduled_retry_at is not None:
+        return observed.scheduled_retry_at
+    finished = parse_time(run.finished_at) if run.finished_at else observed.now
+    return finished + observed.retry_policy.delay_after(run.attempt)
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def _after_finished_attempt(
@@ -128,7 +143,7 @@ def _after_finished_attempt(
 ) -> Decision:
     if observed.retry_request is not None or _run_request(spec, observed) is not None:
         return _start(observed, spec, target, recorded.attempt + 1)
-    retry_at = _automatic_retry_at(recorded, observed.retry_policy)
+    retry_at = _automatic_retry_at(recorded, observed)
     if retry_at is None:
         return Decision(Action.KEEP_RESULT, verdict_for(recorded), target, recorded.job, recorded)
     if observed.now >= retry_at:
@@ -143,6 +158,24 @@ def _after_finished_attempt(
     return Decision(Action.WAIT, verdict, target, recorded.job, recorded, next_retry_at=retry_at)
 
 
+def _record(
+    observed: Observed, spec: DatabaseMigrationSpec, target: str, run: RunRecord
+) -> Decision:
+    """Record a finished attempt, already saying what comes after it: a scheduled retry shows
+    at once, and a retry that is due (or asked for) is started by the retry timer right away."""
+    if _retries_by_itself(run, observed.retry_policy):
+        # The backoff counts from now, when the failure is seen: Job times have whole seconds.
+        delay = observed.retry_policy.delay_after(run.attempt)
+        observed = replace(observed, scheduled_retry_at=observed.now + delay)
+    after = _after_finished_attempt(observed, spec, target, run)
+    if after.action is Action.WAIT:
+        return replace(after, action=Action.RECORD_RESULT, job_name=run.job)
+    next_attempt_at = observed.now if after.action is Action.CREATE_JOB else None
+    return Decision(
+        Action.RECORD_RESULT, verdict_for(run), target, run.job, run, next_retry_at=next_attempt_at
+    )
+
+
 def _for_target(observed: Observed, spec: DatabaseMigrationSpec, target: str) -> Decision:
     """Steps 3 to 6, once the target is known."""
     last = (
@@ -155,8 +188,9 @@ def _for_target(observed: Observed, spec: DatabaseMigrationSpec, target: str) ->
     job = observed.job if observed.job is not None and observed.job.name == name else None
     if job is not None:
         run = run_record(job).model_copy(update={"target_hash": target, "attempt": attempt})
-        action = Action.WAIT_FOR_JOB if job.active else Action.RECORD_RESULT
-        return Decision(action, verdict_for(run), target, name, run)
+        if job.active:
+            return Decision(Action.WAIT_FOR_JOB, verdict_for(run), target, name, run)
+        return _record(observed, spec, target, run)
     if last is not None:  # an attempt was started but its Job is gone or not made yet
         return _start(observed, spec, target, attempt)
     held = run_gate(spec, observed)

@@ -31,7 +31,7 @@ from .models import (
     DatabaseMigrationStatus,
     RunRecord,
 )
-from .planner import Action, Decision, Observed, RetryPolicy, decide
+from .planner import Action, Decision, Observed, RetryPolicy, decide, parse_time
 from .runs import JobObservation, observe_job
 from .sources import SourceLookup, resolve_source
 from .validation import validate_spec
@@ -111,6 +111,7 @@ class Reconciler:
             retry_request=_unhandled(annotations, RETRY_ANNOTATION, status.handled_retry),
             run_request=_unhandled(annotations, RUN_REQUEST_ANNOTATION, status.handled_run_request),
             retry_policy=self.settings.retry,
+            scheduled_retry_at=parse_time(status.next_retry_at) if status.next_retry_at else None,
         )
 
     def _observe_job(self, namespace: str, name: str) -> JobObservation | None:
