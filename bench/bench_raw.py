@@ -244,6 +244,11 @@ class SizeResult:
     def ratio(self, tool: str) -> float:
         return self.cold_seconds(tool) / self.cold_seconds(FLOOR)
 
+    def round_ratios(self, tool: str) -> list[float]:
+        """The ratio within each round: how much the machine's other work moved the figure."""
+        pairs = zip(self.cold[tool], self.cold[FLOOR], strict=True)
+        return sorted(sample.seconds / floor.seconds for sample, floor in pairs)
+
 
 @dataclass(frozen=True)
 class Folders:
@@ -299,6 +304,36 @@ def measure_size(tools: Tools, work: Path, count: int, repeat: int) -> SizeResul
     return result
 
 
+def measure_startup(repeat: int) -> dict[str, list[Sample]]:
+    """The fixed cost every stagecraft command pays before it touches a migration."""
+    python = sys.executable
+    commands = {
+        "python -c pass": [python, "-c", "pass"],
+        "stagecraft --help": [str(STAGECRAFT), "--help"],
+        "python -c 'import stagecraft.cli'": [python, "-c", "import stagecraft.cli"],
+        "python -c 'import stagecraft.cli, psycopg'": [
+            python,
+            "-c",
+            "import stagecraft.cli, psycopg",
+        ],
+    }
+    samples: dict[str, list[Sample]] = {name: [] for name in commands}
+    for _ in range(max(repeat, 5)):
+        for name, command in commands.items():
+            samples[name].append(run_process(command, secret=""))
+    return samples
+
+
+def startup_table(samples: dict[str, list[Sample]]) -> str:
+    lines = ["| command | milliseconds | CPU ms | peak MiB |", "|---|---:|---:|---:|"]
+    for name, runs in samples.items():
+        seconds = statistics.median(sample.seconds for sample in runs)
+        cpu = statistics.median(sample.cpu_seconds for sample in runs)
+        peak = max(sample.peak_mib for sample in runs)
+        lines.append(f"| `{name}` | {seconds * 1000:.0f} | {cpu * 1000:.0f} | {peak:.1f} |")
+    return "\n".join(lines)
+
+
 def warm_up(tools: Tools, work: Path) -> None:
     """One small untimed round: the first start of each program pays for cold file caches."""
     measure_size(tools, work / "warm-up", 10, 1)
@@ -331,16 +366,18 @@ def machine_notes(server: PostgresServer, dbmate: str) -> str:
 
 def cold_table(results: list[SizeResult]) -> str:
     lines = [
-        "| N | tool | seconds | ratio to floor | ms per migration | CPU seconds | peak MiB |",
-        "|---:|---|---:|---:|---:|---:|---:|",
+        "| N | tool | seconds | ratio to floor | ratio per round | ms per migration "
+        "| CPU seconds | peak MiB |",
+        "|---:|---|---:|---:|---|---:|---:|---:|",
     ]
     for result in results:
         for tool in result.cold:
             seconds = result.cold_seconds(tool)
+            spread = ", ".join(f"{ratio:.2f}" for ratio in result.round_ratios(tool))
             lines.append(
                 f"| {result.count:,} | {tool} | {seconds:.3f} | {result.ratio(tool):.2f}x | "
-                f"{seconds / result.count * 1000:.3f} | {result.cold_cpu_seconds(tool):.2f} | "
-                f"{result.peak_mib(tool):.1f} |"
+                f"{spread} | {seconds / result.count * 1000:.3f} | "
+                f"{result.cold_cpu_seconds(tool):.2f} | {result.peak_mib(tool):.1f} |"
             )
     return "\n".join(lines)
 
@@ -385,7 +422,13 @@ def verdicts(results: list[SizeResult]) -> str:
     return "\n".join(lines) or "- no size of the issue's targets was measured"
 
 
-def section(results: list[SizeResult], command: str, repeat: int, machine: str) -> str:
+def section(
+    results: list[SizeResult],
+    startup: dict[str, list[Sample]],
+    command: str,
+    repeat: int,
+    machine: str,
+) -> str:
     return f"""{HEADING}
 
 `{command}`: N trivial migrations (one `CREATE TABLE` and one `INSERT` each) applied to a fresh
@@ -412,6 +455,12 @@ Machine: {machine}.
 and find nothing to do. Median of {max(repeat, 5)}.
 
 {noop_table(results)}
+
+### Start-up: what every command pays first
+
+The interpreter, the CLI's imports and psycopg's, measured alone (median of {max(repeat, 5)}).
+
+{startup_table(startup)}
 
 ### Targets of issue 2
 
@@ -458,9 +507,10 @@ def main() -> None:
         for count in sizes:
             print(f"N = {count:,} ...", file=sys.stderr, flush=True)
             results.append(measure_size(tools, Path(work), count, repeat))
+        startup = measure_startup(repeat)
         machine = machine_notes(server, tools.dbmate_program)
     command = "python bench/bench_raw.py " + " ".join(sys.argv[1:])
-    text = section(results, command.strip(), repeat, machine)
+    text = section(results, startup, command.strip(), repeat, machine)
     print(text)
     if not args.no_write:
         write_results(text)
