@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -27,6 +28,7 @@ from stagecraft.operator.manifests import RunnerSettings
 from stagecraft.operator.models import GROUP, KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION
 from stagecraft.operator.planner import RetryPolicy
 from stagecraft.operator.reconcile import Reconciler, ReconcilerSettings
+from stagecraft.operator.webhooks import register_webhooks
 from tests.operator.controllers import JobController
 from tests.operator.emulator import ApiServerEmulator
 
@@ -47,8 +49,19 @@ def _declare_custom_resource(emulator: ApiServerEmulator) -> None:
     )
 
 
-def _operator_settings() -> kopf.OperatorSettings:
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _operator_settings(webhook_port: int) -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
+    # kopf's real webhook server, over plain HTTP on loopback; tests send it AdmissionReviews as
+    # the API server would. Nothing is registered in the cluster (the chart owns that).
+    settings.admission.server = kopf.WebhookServer(
+        addr="127.0.0.1", port=webhook_port, insecure=True
+    )
     settings.posting.enabled = False  # the reconciler posts its own Events through kube.py
     settings.watching.connect_timeout = 5
     settings.networking.error_backoffs = [0.1, 0.2, 0.5]
@@ -62,6 +75,7 @@ class OperatorThread:
 
     server: str
     reconciler: Reconciler
+    webhook_port: int = field(default_factory=free_port)
     _stop: threading.Event = field(default_factory=threading.Event)
     _ready: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -76,13 +90,14 @@ class OperatorThread:
 
         kopf.on.login(registry=registry, id="emulator")(login)
         register_handlers(registry, self.reconciler, retry_check_seconds=RETRY_CHECK_SECONDS)
+        register_webhooks(registry)
 
         def run() -> None:
             try:
                 asyncio.run(
                     kopf.operator(
                         registry=registry,
-                        settings=_operator_settings(),
+                        settings=_operator_settings(self.webhook_port),
                         clusterwide=True,
                         standalone=True,
                         stop_flag=self._stop,
@@ -94,6 +109,10 @@ class OperatorThread:
 
         self._thread = threading.Thread(target=run, name="kopf-operator", daemon=True)
         self._thread.start()
+
+    @property
+    def webhook_url(self) -> str:
+        return f"http://127.0.0.1:{self.webhook_port}"
 
     def stop(self) -> None:
         self._stop.set()
