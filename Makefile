@@ -48,6 +48,9 @@ demo: deps
 
 bench: deps postgres node-tools
 	$(BIN)/python bench/bench_raw.py
+	$(BIN)/python bench/bench_drizzle.py
+	$(BIN)/python bench/bench_prisma.py
+	$(BIN)/python bench/bench_knex.py
 
 clean:
 	rm -rf $(VENV) tools/node/node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis
