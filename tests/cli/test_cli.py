@@ -241,3 +241,15 @@ def test_a_terminal_gets_a_live_progress_display(
     assert process.returncode == 0
     assert "applied 2_[draft].sql (" in screen
     assert "applied 3 migration(s)" in screen
+
+
+def test_status_prints_every_problem_with_its_advice(
+    sqlite_url: str, write_folder: FolderWriter
+) -> None:
+    folder = write_folder({"1.sql": "SELECT 1;"})
+    assert stagecraft("migrate", "run", *direct(folder, sqlite_url)).returncode == 0
+    (folder / "1.sql").write_text("SELECT 2;")
+    status = stagecraft("migrate", "status", *direct(folder, sqlite_url))
+    assert "1.sql       edited" in status.stdout
+    assert "problem: " in status.stdout
+    assert "stagecraft migrate resolve --migration 1.sql --applied" in status.stdout

@@ -171,7 +171,7 @@ def _resolvable(target: Target) -> SupportsResolve:
     "migration",
     required=True,
     metavar="ID",
-    help="The migration to resolve (file name, .sql optional).",
+    help="The migration to resolve, as `migrate status` names it (raw: .sql may be left off).",
 )
 @click.option(
     "--applied",

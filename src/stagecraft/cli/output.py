@@ -111,6 +111,7 @@ def print_status(plan: Plan, url: str, path: str) -> None:
     click.echo(
         f"{len(plan.applied)} applied, {len(plan.pending)} pending, {len(plan.problems)} problem(s)"
     )
+    _print_problems(plan, frozenset())
 
 
 def run_document(
