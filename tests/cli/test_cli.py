@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -250,6 +251,6 @@ def test_status_prints_every_problem_with_its_advice(
     assert stagecraft("migrate", "run", *direct(folder, sqlite_url)).returncode == 0
     (folder / "1.sql").write_text("SELECT 2;")
     status = stagecraft("migrate", "status", *direct(folder, sqlite_url))
-    assert "1.sql       edited" in status.stdout
+    assert re.search(r"^1\.sql\s+edited\s", status.stdout, re.M)
     assert "problem: " in status.stdout
     assert "stagecraft migrate resolve --migration 1.sql --applied" in status.stdout

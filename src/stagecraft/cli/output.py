@@ -104,7 +104,7 @@ def status_rows(plan: Plan) -> list[dict[str, Any]]:
 def print_status(plan: Plan, url: str, path: str) -> None:
     click.echo(f"engine {plan.engine} · database {redact_url(url)} · folder {path}")
     rows = status_rows(plan)
-    width = max((len(row["id"]) for row in rows), default=9)
+    width = max([len("migration"), *(len(row["id"]) for row in rows)])
     click.echo(f"{'migration'.ljust(width)}  {'state':<12}  applied at")
     for row in rows:
         click.echo(f"{row['id'].ljust(width)}  {row['state']:<12}  {row['applied_at'] or '-'}")
