@@ -22,13 +22,12 @@ from typing import Any
 import kmock
 import kopf
 
-from stagecraft.operator.handlers import register_handlers
 from stagecraft.operator.kube import KubeApi
+from stagecraft.operator.main import build_registry
 from stagecraft.operator.manifests import RunnerSettings
 from stagecraft.operator.models import GROUP, KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION
 from stagecraft.operator.planner import RetryPolicy
 from stagecraft.operator.reconcile import Reconciler, ReconcilerSettings
-from stagecraft.operator.webhooks import register_webhooks
 from tests.operator.controllers import JobController
 from tests.operator.emulator import ApiServerEmulator
 
@@ -82,15 +81,13 @@ class OperatorThread:
     errors: list[BaseException] = field(default_factory=list)
 
     def start(self) -> None:
-        registry = kopf.OperatorRegistry()
+        registry = build_registry(self.reconciler, retry_check_seconds=RETRY_CHECK_SECONDS)
         server = self.server
 
         def login(**_: Any) -> kopf.ConnectionInfo:
             return kopf.ConnectionInfo(server=server, insecure=True)
 
         kopf.on.login(registry=registry, id="emulator")(login)
-        register_handlers(registry, self.reconciler, retry_check_seconds=RETRY_CHECK_SECONDS)
-        register_webhooks(registry)
 
         def run() -> None:
             try:

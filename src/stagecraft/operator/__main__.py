@@ -1,0 +1,22 @@
+"""`python -m stagecraft.operator`: run the operator with settings from the environment."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from .main import OperatorConfigError, options_from_environment, run_operator
+
+
+def main() -> int:
+    try:
+        options = options_from_environment(os.environ)
+    except OperatorConfigError as error:
+        sys.stderr.write(f"error: {error}\n")
+        return 2
+    run_operator(options)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""The operator process: settings from the environment, the registry, and kopf's run loop.
+
+`python -m stagecraft.operator` runs it (the image's entry point; `stagecraft operator` in the
+CLI can call `run_operator` the same way). Everything is configured by environment variables so
+that the Helm chart sets it in one place:
+
+  STAGECRAFT_RUNNER_IMAGE     the Stagecraft image the migration Jobs run (required)
+  STAGECRAFT_NAMESPACES       comma-separated namespaces or globs to serve; empty: all
+  STAGECRAFT_PEERING          a peering name to run several replicas (one active); empty:
+                              standalone
+  STAGECRAFT_LIVENESS         kopf's liveness endpoint, default http://0.0.0.0:8080/healthz
+  STAGECRAFT_WEBHOOK_PORT     port of the admission webhook server (HTTPS), default 9443
+  STAGECRAFT_WEBHOOK_CERT / STAGECRAFT_WEBHOOK_KEY   its certificate and key files
+  STAGECRAFT_LOCK_TIMEOUT     seconds a Job waits for another runner's lock, default 60
+  STAGECRAFT_RETRY_FIRST_DELAY / STAGECRAFT_RETRY_MAX_DELAY / STAGECRAFT_RETRY_LIMIT
+                              automatic retries after transient failures (10 s, 600 s, 8)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import kopf
+
+from .handlers import register_handlers
+from .kube import KubeApi
+from .manifests import RunnerSettings
+from .planner import RetryPolicy
+from .reconcile import Reconciler, ReconcilerSettings
+from .webhooks import register_webhooks
+
+DEFAULT_LIVENESS = "http://0.0.0.0:8080/healthz"
+DEFAULT_WEBHOOK_PORT = 9443
+
+
+class OperatorConfigError(ValueError):
+    """The operator's environment is incomplete or wrong; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class OperatorOptions:
+    runner_image: str
+    namespaces: tuple[str, ...] = ()  # empty: the whole cluster
+    peering_name: str | None = None  # None: standalone, a single replica
+    liveness_endpoint: str | None = DEFAULT_LIVENESS
+    webhook_port: int = DEFAULT_WEBHOOK_PORT
+    webhook_cert: str | None = None
+    webhook_key: str | None = None
+    lock_timeout_seconds: float = 60.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+def _number(environment: Mapping[str, str], name: str, default: float) -> float:
+    text = environment.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise OperatorConfigError(f"{name} must be a number, got {text!r}") from None
+    if value < 0:
+        raise OperatorConfigError(f"{name} must not be negative, got {text!r}")
+    return value
+
+
+def options_from_environment(environment: Mapping[str, str]) -> OperatorOptions:
+    image = environment.get("STAGECRAFT_RUNNER_IMAGE", "").strip()
+    if not image:
+        raise OperatorConfigError(
+            "STAGECRAFT_RUNNER_IMAGE is not set: name the Stagecraft image the migration Jobs run"
+        )
+    namespaces = tuple(
+        part.strip() for part in environment.get("STAGECRAFT_NAMESPACES", "").split(",")
+    )
+    retry = RetryPolicy(
+        first_delay_seconds=_number(environment, "STAGECRAFT_RETRY_FIRST_DELAY", 10.0),
+        max_delay_seconds=_number(environment, "STAGECRAFT_RETRY_MAX_DELAY", 600.0),
+        max_attempts=int(_number(environment, "STAGECRAFT_RETRY_LIMIT", 8)),
+    )
+    return OperatorOptions(
+        runner_image=image,
+        namespaces=tuple(namespace for namespace in namespaces if namespace),
+        peering_name=environment.get("STAGECRAFT_PEERING", "").strip() or None,
+        liveness_endpoint=environment.get("STAGECRAFT_LIVENESS", DEFAULT_LIVENESS).strip() or None,
+        webhook_port=int(_number(environment, "STAGECRAFT_WEBHOOK_PORT", DEFAULT_WEBHOOK_PORT)),
+        webhook_cert=environment.get("STAGECRAFT_WEBHOOK_CERT") or None,
+        webhook_key=environment.get("STAGECRAFT_WEBHOOK_KEY") or None,
+        lock_timeout_seconds=_number(environment, "STAGECRAFT_LOCK_TIMEOUT", 60.0),
+        retry=retry,
+    )
+
+
+def reconciler_settings(options: OperatorOptions) -> ReconcilerSettings:
+    runner = RunnerSettings(
+        image=options.runner_image, lock_timeout_seconds=options.lock_timeout_seconds
+    )
+    return ReconcilerSettings(runner=runner, retry=options.retry)
+
+
+def build_registry(reconciler: Reconciler, *, retry_check_seconds: float) -> kopf.OperatorRegistry:
+    """Every handler and webhook of the operator, on a registry of its own."""
+    registry = kopf.OperatorRegistry()
+    register_handlers(registry, reconciler, retry_check_seconds=retry_check_seconds)
+    register_webhooks(registry)
+    return registry
+
+
+def operator_settings(options: OperatorOptions) -> kopf.OperatorSettings:
+    settings = kopf.OperatorSettings()
+    settings.posting.enabled = False  # the reconciler posts its own Events, with its own reasons
+    settings.admission.server = kopf.WebhookServer(
+        port=options.webhook_port, certfile=options.webhook_cert, pkeyfile=options.webhook_key
+    )
+    if options.peering_name:
+        settings.peering.name = options.peering_name
+    return settings
+
+
+def run_operator(options: OperatorOptions) -> None:
+    api = KubeApi.from_environment()
+    reconciler = Reconciler(api, reconciler_settings(options))
+    registry = build_registry(reconciler, retry_check_seconds=5.0)
+    # kopf's own login handlers read the same in-cluster account or kubeconfig as KubeApi.
+    kopf.on.login(registry=registry, id="login")(kopf.login_via_client)
+    asyncio.run(
+        kopf.operator(
+            registry=registry,
+            settings=operator_settings(options),
+            standalone=options.peering_name is None,
+            peering_name=options.peering_name,
+            liveness_endpoint=options.liveness_endpoint,
+            clusterwide=not options.namespaces,
+            namespaces=options.namespaces,
+        )
+    )
