@@ -32,6 +32,7 @@ from tests.operator.controllers import JobController
 from tests.operator.emulator import ApiServerEmulator
 
 RUNNER_IMAGE = "stagecraft:test"
+WATCHED = {PLURAL, "jobs", "deployments", "configmaps"}  # what the operator must be watching
 NAMESPACE = "shop"
 WAIT_TIMEOUT = 60.0  # seconds; a bound for hangs, never an expectation of speed
 POLL_INTERVAL = 0.02
@@ -133,7 +134,7 @@ class Cluster:
         self.emulator.served_watches.clear()
         self.operator = OperatorThread(self.operator.server, _reconciler(self.api))
         self.operator.start()
-        await _wait_until_watching(self.emulator, {PLURAL, "jobs"})
+        await _wait_until_watching(self.emulator, WATCHED)
 
     async def create(self, group: str, plural: str, obj: dict[str, Any]) -> dict[str, Any]:
         """Create through the emulator's store, as `kubectl apply` of a fixture would."""
@@ -202,6 +203,14 @@ class Cluster:
             name,
             {"metadata": {"annotations": annotations}},
         )
+
+    async def set_deployment_image(self, name: str, container: str, image: str) -> None:
+        """A new application version: patch the Deployment's container image over HTTP."""
+        apps = self.api._apps
+        patch = {
+            "spec": {"template": {"spec": {"containers": [{"name": container, "image": image}]}}}
+        }
+        await asyncio.to_thread(apps.patch_namespaced_deployment, name, NAMESPACE, patch)
 
     def database_migration(self, name: str) -> dict[str, Any]:
         stored = self.emulator.stored(GROUP, PLURAL, NAMESPACE, name)
@@ -284,7 +293,7 @@ async def running_cluster(workdir: Path) -> AsyncIterator[Cluster]:
         cluster = Cluster(emulator, api, jobs, OperatorThread(url, _reconciler(api)))
         cluster.operator.start()
         try:
-            await _wait_until_watching(emulator, {PLURAL, "jobs"})
+            await _wait_until_watching(emulator, WATCHED)
             yield cluster
         finally:
             await asyncio.to_thread(cluster.operator.stop)

@@ -269,3 +269,40 @@ async def test_manual_strategy_waits_then_runs_once_per_request(
     )
     assert second["lastRun"]["applied"] == []  # nothing was pending the second time
     assert len(cluster.jobs.runner_runs()) == 2
+
+
+async def test_new_application_image_runs_its_new_migrations(
+    cluster: Cluster, postgres_url: str, tmp_path: Path
+) -> None:
+    await _application(cluster, tmp_path / "v41", postgres_url, GOOD_MIGRATIONS)
+    await cluster.apply_database_migration("shop-db", _spec())
+    first = await cluster.wait_for_status("shop-db", is_true("Ready"))
+    newer = {**GOOD_MIGRATIONS, "0003_invoices.sql": "CREATE TABLE invoices (id integer);"}
+    cluster.jobs.images["registry.example/shop-api:42"] = _image_with_migrations(
+        tmp_path / "v42", newer
+    )
+
+    await cluster.set_deployment_image("shop-api", "api", "registry.example/shop-api:42")
+    status = await cluster.wait_for_status(
+        "shop-db",
+        lambda status: status.get("targetHash") != first["targetHash"] and is_true("Ready")(status),
+    )
+
+    assert [entry["id"] for entry in status["lastRun"]["applied"]] == ["0003_invoices.sql"]
+    assert len(cluster.jobs_of("shop-db")) == 2
+
+
+async def test_missing_deployment_stalls_until_it_appears(
+    cluster: Cluster, postgres_url: str, tmp_path: Path
+) -> None:
+    cluster.jobs.images[APP_IMAGE] = _image_with_migrations(tmp_path / "image", GOOD_MIGRATIONS)
+    await cluster.create_secret("shop-db", {"url": postgres_url})
+    await cluster.apply_database_migration("shop-db", _spec())
+    stalled = await cluster.wait_for_status("shop-db", is_true("Stalled"))
+    assert condition_of(stalled, "Stalled")["reason"] == "SourceNotFound"
+    assert "Deployment shop/shop-api not found" in condition_of(stalled, "Stalled")["message"]
+
+    await cluster.create_deployment("shop-api", {"api": APP_IMAGE})
+    status = await cluster.wait_for_status("shop-db", is_true("Ready"))
+
+    assert [entry["id"] for entry in status["lastRun"]["applied"]] == list(GOOD_MIGRATIONS)

@@ -25,6 +25,21 @@ def owning_resource(job: kopf.Body | dict[str, Any]) -> str | None:
     return None
 
 
+SOURCES_INDEX = "migration_sources"  # kopf passes the index to handlers under this keyword
+
+
+def sources_of(spec: kopf.Spec | dict[str, Any]) -> list[tuple[str, str]]:
+    """The objects whose changes can change a resource's target: (kind, name) pairs."""
+    sources: list[tuple[str, str]] = []
+    deployment = spec.get("deployment") or {}
+    if isinstance(deployment, dict) and deployment.get("name"):
+        sources.append(("Deployment", str(deployment["name"])))
+    config_map = spec.get("configMap") or {}
+    if isinstance(config_map, dict) and config_map.get("name"):
+        sources.append(("ConfigMap", str(config_map["name"])))
+    return sources
+
+
 def _retry_scheduled(status: kopf.Status, **_: Any) -> bool:
     return bool(status.get("nextRetryAt"))
 
@@ -63,3 +78,34 @@ def register_handlers(
     kopf.on.event(
         "batch", "v1", "jobs", labels={MANAGED_BY_LABEL: MANAGED_BY}, registry=registry, id="job"
     )(follow_job)
+    _follow_sources(registry, reconciler)
+
+
+def _follow_sources(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> None:
+    """A new image in the Deployment, or new files in the ConfigMap, is a new target: the
+    resources that take their files from it are reconciled when it changes (or appears)."""
+
+    def index_sources(
+        namespace: str | None, name: str | None, spec: kopf.Spec, **_: Any
+    ) -> dict[tuple[str | None, str, str], str]:
+        return {(namespace, kind, source): str(name) for kind, source in sources_of(spec)}
+
+    kopf.index(GROUP, VERSION, PLURAL, registry=registry, id=SOURCES_INDEX)(index_sources)
+
+    def reconcile_users(kind: str) -> Any:
+        def reconcile_users_of_source(
+            namespace: str | None, name: str | None, **kwargs: Any
+        ) -> None:
+            index: kopf.Index[tuple[str | None, str, str], str] = kwargs[SOURCES_INDEX]
+            for resource in set(index.get((namespace, kind, str(name)), [])):
+                if namespace:
+                    reconciler.reconcile(namespace, resource)
+
+        return reconcile_users_of_source
+
+    kopf.on.event("apps", "v1", "deployments", registry=registry, id="deployment")(
+        reconcile_users("Deployment")
+    )
+    kopf.on.event("", "v1", "configmaps", registry=registry, id="configmap")(
+        reconcile_users("ConfigMap")
+    )
