@@ -290,6 +290,7 @@ async def test_new_application_image_runs_its_new_migrations(
 
     assert [entry["id"] for entry in status["lastRun"]["applied"]] == ["0003_invoices.sql"]
     assert len(cluster.jobs_of("shop-db")) == 2
+    assert status["pending"] == 0
 
 
 async def test_missing_deployment_stalls_until_it_appears(

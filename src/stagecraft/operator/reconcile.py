@@ -156,9 +156,11 @@ class Reconciler:
             previous = status.last_run
             kept = previous.started_at if previous and previous.job == run.job else None
             run = run.model_copy(update={"started_at": kept or now})
-        pending = status.pending
+        # Known only after a successful run (it applied everything pending for its target);
+        # a new target makes the old count meaningless.
+        pending = status.pending if decision.target_hash == status.target_hash else None
         if run is not None and run.result == "Succeeded":
-            pending = 0  # the run applied everything that was pending for its target
+            pending = 0
         new_status = DatabaseMigrationStatus(
             observed_generation=generation,
             conditions=updated_conditions(status.conditions, decision.verdict, generation, now),
