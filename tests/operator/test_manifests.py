@@ -245,3 +245,16 @@ def test_our_labels_win_over_pod_labels_of_the_same_name() -> None:
     job = _job(_spec(job={"podLabels": {"stagecraft.dev/target-hash": "forged"}}))
     labels = job["spec"]["template"]["metadata"]["labels"]
     assert labels["stagecraft.dev/target-hash"] == target_hash(_spec(), APP_IMAGE)
+
+
+def test_option_values_are_passed_as_text_the_engine_model_reads() -> None:
+    spec = _spec(
+        migrations={
+            "engine": "raw",
+            "path": "/app/migrations",
+            "options": {"table": "t", "flag": True, "count": 3, "names": ["a", "b"]},
+        }
+    )
+    command = _runner(_job(spec))["command"]
+    options = [command[index + 1] for index, part in enumerate(command) if part == "--option"]
+    assert options == ["count=3", "flag=true", 'names=["a","b"]', "table=t"]

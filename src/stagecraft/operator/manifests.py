@@ -121,12 +121,24 @@ def _pod_security() -> dict[str, Any]:
     }
 
 
+def _option_text(value: object) -> str:
+    """An option value as `--option key=value` text: the CLI hands it to the engine's model,
+    which reads "true"/"false" and numbers from text; lists and mappings go as JSON."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    return (
+        json.dumps(value, separators=(",", ":")) if isinstance(value, list | dict) else str(value)
+    )
+
+
 def runner_arguments(spec: DatabaseMigrationSpec, settings: RunnerSettings) -> list[str]:
     """`stagecraft migrate run` for this resource, with the JSON document on stdout."""
     arguments = ["stagecraft", "migrate", "run", "--engine", spec.migrations.engine]
     arguments += ["--path", MIGRATIONS_MOUNT]
     for key, value in sorted(spec.migrations.options.items()):
-        arguments += ["--option", f"{key}={value}"]
+        arguments += ["--option", f"{key}={_option_text(value)}"]
     arguments += ["--lock-timeout", f"{settings.lock_timeout_seconds:g}", "--output", "json"]
     return arguments
 
