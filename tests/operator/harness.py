@@ -22,6 +22,7 @@ from typing import Any
 import kmock
 import kopf
 
+from stagecraft.operator.crd import custom_resource_definition
 from stagecraft.operator.kube import KubeApi
 from stagecraft.operator.main import build_registry
 from stagecraft.operator.manifests import RunnerSettings
@@ -30,6 +31,7 @@ from stagecraft.operator.planner import RetryPolicy
 from stagecraft.operator.reconcile import Reconciler, ReconcilerSettings
 from tests.operator.controllers import JobController
 from tests.operator.emulator import ApiServerEmulator
+from tests.operator.schema_check import schema_problems
 
 RUNNER_IMAGE = "stagecraft:test"
 WATCHED = {PLURAL, "jobs", "deployments", "configmaps"}  # what the operator must be watching
@@ -240,13 +242,23 @@ class Cluster:
         """Poll the stored resource until `condition(status)` holds; fail after a bound."""
         deadline = time.monotonic() + WAIT_TIMEOUT
         while True:
-            status = self.database_migration(name).get("status") or {}
+            stored = self.database_migration(name)
+            status = stored.get("status") or {}
             if condition(status):
+                assert_conforms_to_crd(stored)
                 return status
             assert not self.operator.errors, self.operator.errors
             if time.monotonic() > deadline:
                 raise AssertionError(f"status of {name} never matched; last: {status}")
             await asyncio.sleep(POLL_INTERVAL)
+
+
+def assert_conforms_to_crd(stored: dict[str, Any]) -> None:
+    """What the operator wrote must be what the CRD describes, or a real server would prune it."""
+    schema = custom_resource_definition()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    document = {key: value for key, value in stored.items() if key != "metadata"}
+    problems = schema_problems(document, schema)
+    assert not problems, problems
 
 
 def condition_of(status: dict[str, Any], condition_type: str) -> dict[str, Any]:
