@@ -214,6 +214,12 @@ class Cluster:
         }
         await asyncio.to_thread(apps.patch_namespaced_deployment, name, NAMESPACE, patch)
 
+    async def update_config_map(self, name: str, data: dict[str, str]) -> None:
+        """Add files to a ConfigMap over HTTP, as `kubectl edit` would."""
+        core = self.api._core
+        patch = {"data": data}
+        await asyncio.to_thread(core.patch_namespaced_config_map, name, NAMESPACE, patch)
+
     def database_migration(self, name: str) -> dict[str, Any]:
         stored = self.emulator.stored(GROUP, PLURAL, NAMESPACE, name)
         assert stored is not None, f"DatabaseMigration {name} is gone"

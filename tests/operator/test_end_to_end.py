@@ -307,3 +307,31 @@ async def test_missing_deployment_stalls_until_it_appears(
     status = await cluster.wait_for_status("shop-db", is_true("Ready"))
 
     assert [entry["id"] for entry in status["lastRun"]["applied"]] == list(GOOD_MIGRATIONS)
+
+
+async def test_config_map_files_are_migrated_and_an_edit_runs_again(
+    cluster: Cluster, postgres_url: str
+) -> None:
+    await cluster.create_secret("shop-db", {"url": postgres_url})
+    config_map = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "shop-migrations"},
+        "data": {"0001_customers.sql": "CREATE TABLE customers (id integer PRIMARY KEY);"},
+    }
+    await cluster.create("", "configmaps", config_map)
+    spec = _spec(configMap={"name": "shop-migrations"})
+    del spec["deployment"]
+
+    await cluster.apply_database_migration("shop-db", spec)
+    first = await cluster.wait_for_status("shop-db", is_true("Ready"))
+    assert [entry["id"] for entry in first["lastRun"]["applied"]] == ["0001_customers.sql"]
+
+    await cluster.update_config_map(
+        "shop-migrations", {"0002_orders.sql": "CREATE TABLE orders (id integer PRIMARY KEY);"}
+    )
+    second = await cluster.wait_for_status(
+        "shop-db",
+        lambda status: status.get("targetHash") != first["targetHash"] and is_true("Ready")(status),
+    )
+    assert [entry["id"] for entry in second["lastRun"]["applied"]] == ["0002_orders.sql"]
