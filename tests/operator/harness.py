@@ -26,6 +26,7 @@ from stagecraft.operator.crd import custom_resource_definition
 from stagecraft.operator.kube import KubeApi
 from stagecraft.operator.main import build_registry
 from stagecraft.operator.manifests import RunnerSettings
+from stagecraft.operator.metrics import OperatorMetrics
 from stagecraft.operator.models import GROUP, KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION
 from stagecraft.operator.planner import RetryPolicy
 from stagecraft.operator.reconcile import Reconciler, ReconcilerSettings
@@ -129,12 +130,13 @@ class Cluster:
     api: KubeApi
     jobs: JobController
     operator: OperatorThread
+    metrics: OperatorMetrics
 
     async def restart_operator(self) -> None:
         """Stop the operator and start a new one, with nothing kept in memory between them."""
         await asyncio.to_thread(self.operator.stop)
         self.emulator.served_watches.clear()
-        self.operator = OperatorThread(self.operator.server, _reconciler(self.api))
+        self.operator = OperatorThread(self.operator.server, _reconciler(self.api, self.metrics))
         self.operator.start()
         await _wait_until_watching(self.emulator, WATCHED)
 
@@ -292,10 +294,9 @@ TEST_RETRY_POLICY = RetryPolicy(first_delay_seconds=1.0, max_delay_seconds=2.0, 
 RETRY_CHECK_SECONDS = 0.1
 
 
-def _reconciler(api: KubeApi) -> Reconciler:
-    return Reconciler(
-        api, ReconcilerSettings(RunnerSettings(image=RUNNER_IMAGE), retry=TEST_RETRY_POLICY)
-    )
+def _reconciler(api: KubeApi, metrics: OperatorMetrics) -> Reconciler:
+    settings = ReconcilerSettings(RunnerSettings(image=RUNNER_IMAGE), retry=TEST_RETRY_POLICY)
+    return Reconciler(api, settings, metrics=metrics)
 
 
 @asynccontextmanager
@@ -308,7 +309,9 @@ async def running_cluster(workdir: Path) -> AsyncIterator[Cluster]:
         emulator.write_listeners.append(jobs.on_write)
         jobs.released.set()
         api = KubeApi.for_host(url)
-        cluster = Cluster(emulator, api, jobs, OperatorThread(url, _reconciler(api)))
+        metrics = OperatorMetrics()
+        operator = OperatorThread(url, _reconciler(api, metrics))
+        cluster = Cluster(emulator, api, jobs, operator, metrics)
         cluster.operator.start()
         try:
             await _wait_until_watching(emulator, WATCHED)

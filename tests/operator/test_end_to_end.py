@@ -79,6 +79,10 @@ async def test_created_resource_is_migrated_by_its_job_and_becomes_ready(
         ("RunStarted", "Normal"),
         ("RunSucceeded", "Normal"),
     ]
+    metrics = cluster.metrics.render().splitlines()
+    assert 'stagecraft_runs_succeeded_total{engine="raw",namespace="shop"} 1' in metrics
+    assert 'stagecraft_migration_duration_seconds_count{engine="raw"} 2' in metrics
+    assert 'stagecraft_pending_migrations{namespace="shop",name="shop-db"} 0' in metrics
 
 
 async def test_failing_sql_stalls_with_the_migration_file_and_database_message(

@@ -19,6 +19,7 @@ def test_only_the_runner_image_is_required() -> None:
     assert options.peering_name is None
     assert options.liveness_endpoint == "http://0.0.0.0:8080/healthz"
     assert options.webhook_port == 9443
+    assert options.metrics_port == 8081
 
 
 def test_missing_runner_image_names_the_variable() -> None:

@@ -11,6 +11,7 @@ that the Helm chart sets it in one place:
   STAGECRAFT_LIVENESS         kopf's liveness endpoint, default http://0.0.0.0:8080/healthz
   STAGECRAFT_WEBHOOK_PORT     port of the admission webhook server (HTTPS), default 9443
   STAGECRAFT_WEBHOOK_CERT / STAGECRAFT_WEBHOOK_KEY   its certificate and key files
+  STAGECRAFT_METRICS_PORT     port of the Prometheus /metrics endpoint, default 8081; 0: none
   STAGECRAFT_LOCK_TIMEOUT     seconds a Job waits for another runner's lock, default 60
   STAGECRAFT_RETRY_FIRST_DELAY / STAGECRAFT_RETRY_MAX_DELAY / STAGECRAFT_RETRY_LIMIT
                               automatic retries after transient failures (10 s, 600 s, 8)
@@ -27,12 +28,14 @@ import kopf
 from .handlers import register_handlers
 from .kube import KubeApi
 from .manifests import RunnerSettings
+from .metrics import OperatorMetrics, serve_metrics
 from .planner import RetryPolicy
 from .reconcile import Reconciler, ReconcilerSettings
 from .webhooks import register_webhooks
 
 DEFAULT_LIVENESS = "http://0.0.0.0:8080/healthz"
 DEFAULT_WEBHOOK_PORT = 9443
+DEFAULT_METRICS_PORT = 8081
 
 
 class OperatorConfigError(ValueError):
@@ -48,6 +51,7 @@ class OperatorOptions:
     webhook_port: int = DEFAULT_WEBHOOK_PORT
     webhook_cert: str | None = None
     webhook_key: str | None = None
+    metrics_port: int = DEFAULT_METRICS_PORT  # 0: no metrics endpoint
     lock_timeout_seconds: float = 60.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
@@ -87,6 +91,7 @@ def options_from_environment(environment: Mapping[str, str]) -> OperatorOptions:
         webhook_port=int(_number(environment, "STAGECRAFT_WEBHOOK_PORT", DEFAULT_WEBHOOK_PORT)),
         webhook_cert=environment.get("STAGECRAFT_WEBHOOK_CERT") or None,
         webhook_key=environment.get("STAGECRAFT_WEBHOOK_KEY") or None,
+        metrics_port=int(_number(environment, "STAGECRAFT_METRICS_PORT", DEFAULT_METRICS_PORT)),
         lock_timeout_seconds=_number(environment, "STAGECRAFT_LOCK_TIMEOUT", 60.0),
         retry=retry,
     )
@@ -120,7 +125,10 @@ def operator_settings(options: OperatorOptions) -> kopf.OperatorSettings:
 
 def run_operator(options: OperatorOptions) -> None:
     api = KubeApi.from_environment()
-    reconciler = Reconciler(api, reconciler_settings(options))
+    metrics = OperatorMetrics()
+    if options.metrics_port:
+        serve_metrics(metrics, "0.0.0.0", options.metrics_port)  # noqa: S104 - scraped in-cluster
+    reconciler = Reconciler(api, reconciler_settings(options), metrics=metrics)
     registry = build_registry(reconciler, retry_check_seconds=5.0)
     # kopf's own login handlers read the same in-cluster account or kubeconfig as KubeApi.
     kopf.on.login(registry=registry, id="login")(kopf.login_via_client)

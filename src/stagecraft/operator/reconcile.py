@@ -25,6 +25,7 @@ from .manifests import (
     job_name,
     target_hash,
 )
+from .metrics import OperatorMetrics, RunMetrics
 from .models import (
     RETRY_ANNOTATION,
     RUN_REQUEST_ANNOTATION,
@@ -62,10 +63,12 @@ class Reconciler:
         cluster: Cluster,
         settings: ReconcilerSettings,
         clock: Callable[[], datetime] = utc_now,
+        metrics: RunMetrics | None = None,
     ) -> None:
         self.cluster = cluster
         self.settings = settings
         self.clock = clock
+        self.metrics: RunMetrics = metrics if metrics is not None else OperatorMetrics()
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._locks_guard = threading.Lock()
 
@@ -122,12 +125,27 @@ class Reconciler:
         return observe_job(job, pods, RUNNER_CONTAINER, TARGET_HASH_LABEL)
 
     def _act(self, body: dict[str, Any], observed: Observed, decision: Decision) -> None:
-        if decision.action is Action.RECORD_RESULT and decision.run is not None:
-            self._announce_result(body, decision.run, decision.verdict.message)
-        if decision.action is not Action.CREATE_JOB or decision.run is None:
-            return  # every other action only changes the status
+        """The side effects of a decision; every action also rewrites the status after this."""
+        spec = observed.validation.spec
+        if spec is None or decision.run is None:
+            return
+        if decision.action is Action.RECORD_RESULT:
+            self._report_finished_run(body, spec.migrations.engine, decision)
+        elif decision.action is Action.CREATE_JOB:
+            self._start_job(body, observed, decision)
+
+    def _report_finished_run(self, body: dict[str, Any], engine: str, decision: Decision) -> None:
+        run = decision.run
+        if run is None:
+            return
+        self._announce_result(body, run, decision.verdict.message)
+        durations = [entry.duration_ms or 0 for entry in run.applied]
+        namespace = body["metadata"]["namespace"]
+        self.metrics.run_finished(engine, namespace, run.result == "Succeeded", durations)
+
+    def _start_job(self, body: dict[str, Any], observed: Observed, decision: Decision) -> None:
         spec, source, target = observed.validation.spec, observed.source, decision.target_hash
-        if spec is None or source is None or target is None:
+        if spec is None or source is None or target is None or decision.run is None:
             return  # the planner creates Jobs only for a valid spec with a resolved source
         metadata = body["metadata"]
         identity = ResourceIdentity(metadata["namespace"], metadata["name"], metadata["uid"])
@@ -139,6 +157,7 @@ class Reconciler:
         if self.cluster.create_job(identity.namespace, manifest):
             message = f"started migration Job {manifest['metadata']['name']} (attempt {attempt})"
             self.cluster.record_event(body, "Normal", EventReason.RUN_STARTED, message)
+            self.metrics.run_started(spec.migrations.engine, identity.namespace)
 
     def _announce_result(self, body: dict[str, Any], run: RunRecord, message: str) -> None:
         if run.result == "Succeeded":
@@ -171,6 +190,7 @@ class Reconciler:
             handled_retry=decision.consumed_retry or status.handled_retry,
             handled_run_request=decision.consumed_run_request or status.handled_run_request,
         )
+        self.metrics.pending(body["metadata"]["namespace"], body["metadata"]["name"], pending)
         if new_status == status:
             return  # an unchanged status is not written: no event, no reconcile loop
         document = new_status.model_dump(by_alias=True, mode="json")
