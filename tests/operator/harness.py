@@ -196,17 +196,9 @@ class Cluster:
         )
 
     async def annotate(self, name: str, annotations: dict[str, str]) -> None:
-        """`kubectl annotate` over HTTP with the real client."""
-        custom = self.api._custom
-        await asyncio.to_thread(
-            custom.patch_namespaced_custom_object,
-            GROUP,
-            VERSION,
-            NAMESPACE,
-            PLURAL,
-            name,
-            {"metadata": {"annotations": annotations}},
-        )
+        """`kubectl annotate` over HTTP, through the operator's own client code."""
+        patch = {"metadata": {"annotations": annotations}}
+        await asyncio.to_thread(self.api.patch_database_migration, NAMESPACE, name, patch)
 
     async def set_deployment_image(self, name: str, container: str, image: str) -> None:
         """A new application version: patch the Deployment's container image over HTTP."""

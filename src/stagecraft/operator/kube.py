@@ -87,6 +87,10 @@ class KubeApi:
             GROUP, VERSION, namespace, PLURAL, name, {"status": status}
         )
 
+    def patch_database_migration(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        """Merge-patch the resource itself (annotations of run and retry requests)."""
+        self._custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, patch)
+
     def deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
         return _or_none(self._apps.read_namespaced_deployment, name, namespace)
 
