@@ -85,7 +85,7 @@ class OperatorThread:
     errors: list[BaseException] = field(default_factory=list)
 
     def start(self) -> None:
-        registry = build_registry(self.reconciler, retry_check_seconds=RETRY_CHECK_SECONDS)
+        registry = build_registry(self.reconciler, resync_seconds=RESYNC_SECONDS)
         server = self.server
 
         def login(**_: Any) -> kopf.ConnectionInfo:
@@ -283,7 +283,7 @@ async def _wait_until_watching(emulator: ApiServerEmulator, plurals: set[str]) -
 
 # Automatic retries come quickly in tests; the policy's shape is what is under test.
 TEST_RETRY_POLICY = RetryPolicy(first_delay_seconds=1.0, max_delay_seconds=2.0, max_attempts=4)
-RETRY_CHECK_SECONDS = 0.1
+RESYNC_SECONDS = 0.1
 
 
 def _reconciler(api: KubeApi, metrics: OperatorMetrics) -> Reconciler:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stagecraft.operator.handlers import owning_resource, sources_of
+from stagecraft.operator.handlers import owning_resource, sources_of, waits_on_time_or_a_job
 
 
 def test_sources_are_the_deployment_and_the_config_map() -> None:
@@ -29,3 +29,13 @@ def test_owner_is_found_only_among_database_migrations() -> None:
     }
     assert owning_resource(job) == "db"
     assert owning_resource({"metadata": {}}) is None
+
+
+def test_timer_looks_only_at_scheduled_retries_and_jobs_in_flight() -> None:
+    def looked_at(status: dict[str, object]) -> bool:
+        return waits_on_time_or_a_job(status)
+
+    assert looked_at({"nextRetryAt": "2026-01-01T00:00:00Z"})
+    assert looked_at({"lastRun": {"result": "Running"}})
+    assert not looked_at({"lastRun": {"result": "Succeeded"}})
+    assert not looked_at({})

@@ -1,13 +1,14 @@
 """kopf registrations: thin handlers that hand every change to the Reconciler.
 
 A DatabaseMigration is reconciled when it is created, changed or found at startup, and by a timer
-while an automatic retry is scheduled; a Job the operator made is followed through its owner, so
-a finished Job's result reaches the owner's status at once. Registration takes the registry and
-the Reconciler as arguments: no module globals, and each test runs its own operator.
+while a retry is scheduled or a Job is in flight; a Job the operator made is followed through its
+owner, so a finished Job's result reaches the owner's status at once. Registration takes the
+registry and the Reconciler as arguments: no module globals, and each test runs its own operator.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -40,12 +41,19 @@ def sources_of(spec: kopf.Spec | dict[str, Any]) -> list[tuple[str, str]]:
     return sources
 
 
-def _retry_scheduled(status: kopf.Status, **_: Any) -> bool:
-    return bool(status.get("nextRetryAt"))
+# Seconds before kopf calls a resource's handler again after an API error.
+API_ERROR_BACKOFF = 5.0
+
+
+def waits_on_time_or_a_job(status: Mapping[str, Any], **_: Any) -> bool:
+    """Resources a timer must look at: a retry is scheduled (no event will come when it is due),
+    or a Job is in flight (a Job event whose handling failed is not delivered again)."""
+    last_run = status.get("lastRun") or {}
+    return bool(status.get("nextRetryAt")) or last_run.get("result") == "Running"
 
 
 def register_handlers(
-    registry: kopf.OperatorRegistry, reconciler: Reconciler, *, retry_check_seconds: float = 5.0
+    registry: kopf.OperatorRegistry, reconciler: Reconciler, *, resync_seconds: float = 5.0
 ) -> None:
     def reconcile_resource(namespace: str | None, name: str | None, **_: Any) -> None:
         if namespace and name:
@@ -56,24 +64,22 @@ def register_handlers(
         if namespace and owner:
             reconciler.reconcile(namespace, owner)
 
-    kopf.on.create(GROUP, VERSION, PLURAL, registry=registry, id="reconcile-created")(
-        reconcile_resource
-    )
-    kopf.on.update(GROUP, VERSION, PLURAL, registry=registry, id="reconcile-updated")(
-        reconcile_resource
-    )
-    kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry, id="reconcile-resumed")(
-        reconcile_resource
-    )
-    # A scheduled automatic retry has no event to wake it: a timer looks while one is pending.
+    for on_change, handler_id in (
+        (kopf.on.create, "reconcile-created"),
+        (kopf.on.update, "reconcile-updated"),
+        (kopf.on.resume, "reconcile-resumed"),
+    ):
+        on_change(
+            GROUP, VERSION, PLURAL, registry=registry, id=handler_id, backoff=API_ERROR_BACKOFF
+        )(reconcile_resource)
     kopf.timer(
         GROUP,
         VERSION,
         PLURAL,
         registry=registry,
-        id="scheduled-retry",
-        interval=retry_check_seconds,
-        when=_retry_scheduled,
+        id="resync",
+        interval=resync_seconds,
+        when=waits_on_time_or_a_job,
     )(reconcile_resource)
     kopf.on.event(
         "batch", "v1", "jobs", labels={MANAGED_BY_LABEL: MANAGED_BY}, registry=registry, id="job"

@@ -104,10 +104,10 @@ def reconciler_settings(options: OperatorOptions) -> ReconcilerSettings:
     return ReconcilerSettings(runner=runner, retry=options.retry)
 
 
-def build_registry(reconciler: Reconciler, *, retry_check_seconds: float) -> kopf.OperatorRegistry:
+def build_registry(reconciler: Reconciler, *, resync_seconds: float) -> kopf.OperatorRegistry:
     """Every handler and webhook of the operator, on a registry of its own."""
     registry = kopf.OperatorRegistry()
-    register_handlers(registry, reconciler, retry_check_seconds=retry_check_seconds)
+    register_handlers(registry, reconciler, resync_seconds=resync_seconds)
     register_webhooks(registry)
     return registry
 
@@ -129,7 +129,7 @@ def run_operator(options: OperatorOptions) -> None:
     if options.metrics_port:
         serve_metrics(metrics, "0.0.0.0", options.metrics_port)  # noqa: S104 - scraped in-cluster
     reconciler = Reconciler(api, reconciler_settings(options), metrics=metrics)
-    registry = build_registry(reconciler, retry_check_seconds=5.0)
+    registry = build_registry(reconciler, resync_seconds=5.0)
     # kopf's own login handlers read the same in-cluster account or kubeconfig as KubeApi.
     kopf.on.login(registry=registry, id="login")(kopf.login_via_client)
     asyncio.run(
