@@ -179,12 +179,14 @@ async def test_no_credential_reaches_a_job_spec_status_termination_message_or_lo
         "jobs": json.dumps(cluster.jobs_of("shop-db")),
         "status": json.dumps(cluster.database_migration("shop-db")),
         "pods": json.dumps(cluster.emulator.stored_objects("", "pods", "shop")),
+        "events": json.dumps(cluster.emulator.stored_objects("", "events", "shop")),
         "runner output": json.dumps([run.log for run in cluster.jobs.runs]),
         "operator log": "\n".join(record.getMessage() for record in caplog.records),
     }
     for where, text in seen.items():
         assert password not in text, where
     assert "secretKeyRef" in seen["jobs"]
+    assert "RunFailed" in seen["events"]
 
 
 async def test_fixed_migration_is_applied_after_a_retry_request(
