@@ -341,3 +341,29 @@ async def test_config_map_files_are_migrated_and_an_edit_runs_again(
         lambda status: status.get("targetHash") != first["targetHash"] and is_true("Ready")(status),
     )
     assert [entry["id"] for entry in second["lastRun"]["applied"]] == ["0002_orders.sql"]
+
+
+async def test_a_spec_mistake_stalls_without_losing_the_record_of_the_last_run(
+    cluster: Cluster, postgres_url: str, tmp_path: Path
+) -> None:
+    await _application(cluster, tmp_path / "image", postgres_url, GOOD_MIGRATIONS)
+    await cluster.apply_database_migration("shop-db", _spec())
+    ready = await cluster.wait_for_status("shop-db", is_true("Ready"))
+    (job,) = cluster.jobs_of("shop-db")
+    await cluster.emulator.remove_object("batch", "jobs", "shop", job["metadata"]["name"])
+
+    await cluster.patch_spec("shop-db", {"migrations": {"engine": "flyway"}})
+    stalled = await cluster.wait_for_status(
+        "shop-db", lambda status: status.get("observedGeneration") == 2
+    )
+    assert condition_of(stalled, "Stalled")["reason"] == "InvalidSpec"
+    assert stalled["lastRun"] == ready["lastRun"]
+
+    await cluster.patch_spec("shop-db", {"migrations": {"engine": "raw"}})
+    fixed = await cluster.wait_for_status(
+        "shop-db", lambda status: status.get("observedGeneration") == 3
+    )
+    assert condition_of(fixed, "Ready")["status"] == "True"
+    assert fixed["lastRun"] == ready["lastRun"]
+    assert cluster.jobs_of("shop-db") == []
+    assert len(cluster.jobs.runner_runs()) == 1

@@ -170,7 +170,9 @@ class Reconciler:
     ) -> None:
         generation = int(body["metadata"].get("generation") or 0)
         now = timestamp(self.clock())
-        run = decision.run
+        # A decision without a run (an invalid spec, a missing source) keeps the last one: it is
+        # the record that stops a target from running twice.
+        run = decision.run if decision.run is not None else status.last_run
         if run is not None and run.result == "Running" and run.started_at is None:
             previous = status.last_run
             kept = previous.started_at if previous and previous.job == run.job else None
