@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -21,14 +22,28 @@ def postgres_server() -> Iterator[PostgresServer]:
         yield server
 
 
+@contextmanager
+def fresh_database(server: PostgresServer) -> Iterator[str]:
+    """A new empty database on the server, dropped afterwards; yields its URL."""
+    name = f"test_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(server.url(), autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"'.encode())
+    yield server.url(name)
+    with psycopg.connect(server.url(), autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
+
+
 @pytest.fixture
 def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
-    name = f"test_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(postgres_server.url(), autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"'.encode())
-    yield postgres_server.url(name)
-    with psycopg.connect(postgres_server.url(), autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
+    with fresh_database(postgres_server) as url:
+        yield url
+
+
+@pytest.fixture
+def other_postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """A second fresh database, for comparing what each tool writes from the same folder."""
+    with fresh_database(postgres_server) as url:
+        yield url
 
 
 @pytest.fixture

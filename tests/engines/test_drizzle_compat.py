@@ -11,8 +11,6 @@ import json
 import os
 import shutil
 import subprocess
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,22 +35,10 @@ from tests.engines.drizzle_tools import (
     drizzle_kit_migrate,
     drizzle_orm_migrate,
 )
-from tests.support.postgres_server import PostgresServer
 
 engine = DrizzleEngine()
 GENERATED_TAGS = ["0000_init", "0001_posts", "0002_touch_trigger"]
 GENERATE_SCRIPT = ROOT / "tests" / "engines" / "node" / "generate_drizzle_fixture.sh"
-
-
-@pytest.fixture
-def other_postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
-    """A second fresh database, for comparing what each tool writes from the same folder."""
-    name = f"test_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(postgres_server.url(), autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"'.encode())
-    yield postgres_server.url(name)
-    with psycopg.connect(postgres_server.url(), autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
 
 
 def query(url: str, sql: str) -> list[tuple[Any, ...]]:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +18,6 @@ import pytest
 from stagecraft.engines import Plan, ProblemKind, RunOptions, RunRefused
 from stagecraft.engines.knex import KnexEngine
 from tests.engines.knex_projects import KNEX_CLI, copy_fixture_project, knex
-from tests.support.postgres_server import PostgresServer
 
 engine = KnexEngine()
 FIXTURE_MIGRATIONS = [
@@ -29,17 +26,6 @@ FIXTURE_MIGRATIONS = [
     "20240103000000_seed_admin.cjs",
     "20240104000000_index_posts.js",
 ]
-
-
-@pytest.fixture
-def other_postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
-    """A second fresh database, for comparing what each tool writes from the same folder."""
-    name = f"test_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(postgres_server.url(), autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"'.encode())
-    yield postgres_server.url(name)
-    with psycopg.connect(postgres_server.url(), autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
 
 
 def query(url: str, sql: str) -> list[tuple[Any, ...]]:

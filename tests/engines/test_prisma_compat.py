@@ -10,8 +10,6 @@ import os
 import re
 import subprocess
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -41,24 +39,12 @@ from tests.engines.prisma_tools import (
     new_project,
     query,
 )
-from tests.support.postgres_server import PostgresServer
 
 FIXTURE_NAMES = sorted(path.name for path in FIXTURE.iterdir() if path.is_dir())
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 NOTHING_PENDING = "No pending migrations to apply."
 UP_TO_DATE = "Database schema is up to date!"
 LOCK_POLLS, LOCK_POLL_SECONDS = 600, 0.05  # at most 30 s for Prisma to reach its lock
-
-
-@pytest.fixture
-def other_postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
-    """A second fresh database, to compare what Prisma and Stagecraft each write."""
-    name = f"test_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(postgres_server.url(), autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"'.encode())
-    yield postgres_server.url(name)
-    with psycopg.connect(postgres_server.url(), autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
 
 
 def engine() -> PrismaEngine:
