@@ -33,14 +33,13 @@ from .base import Migration, Plan, PlanOptions, RunOptions, RunReport
 from .database import Database, connect
 from .drizzle_folder import DrizzleMigration, Journal, read_journal, statements_by_chunk
 from .drizzle_rules import TrackingRow, compare_with_journal
-from .errors import InvalidOptions, MigrationSourceError
+from .errors import InvalidOptions
 from .options import FORBID_UNKNOWN_FIELDS, parse_options
 from .registry import register
 
 DEFAULT_SCHEMA = "drizzle"
 # Drizzle's column type for `created_at`: bigint on PostgreSQL, numeric on SQLite.
 _CREATED_AT_TYPE = {"postgresql": "bigint", "sqlite": "numeric"}
-_TRANSACTION_CONTROL = frozenset({"BEGIN", "START", "COMMIT", "ROLLBACK", "END", "SAVEPOINT"})
 
 
 @dataclass(frozen=True)
@@ -173,12 +172,5 @@ def prepare(database: Database, migration: Migration) -> PreparedMigration:
     assert migration.path is not None
     script = scripts.decode(migration.path, scripts.read_bytes(migration.path))
     statements = statements_by_chunk(database, script, migration.path)
-    for statement in statements:
-        if statement.keyword in _TRANSACTION_CONTROL:
-            raise MigrationSourceError(
-                f"{migration.path}:{statement.line}:{statement.column}: {statement.keyword} "
-                "controls the transaction, but each migration already runs in one (in Drizzle "
-                "too); remove it",
-                migration.path,
-            )
+    scripts.refuse_transaction_control(migration, statements)
     return PreparedMigration(migration, script, statements)

@@ -71,22 +71,28 @@ def decode(path: Path, data: bytes) -> str:
 
 
 def prepare(database: Database, migration: Migration, script: str) -> list[Statement]:
-    """Split a migration into statements and refuse transaction control inside a transaction.
-
-    A COMMIT inside a migration would commit it apart from its tracking row, which is exactly the
-    half-applied state the per-migration transaction exists to prevent.
-    """
+    """Split a migration into statements and refuse transaction control inside a transaction."""
     statements = database.split(script)
     if migration.transactional:
-        for statement in statements:
-            if statement.keyword in _TRANSACTION_CONTROL:
-                raise MigrationSourceError(
-                    f"{migration.path}:{statement.line}:{statement.column}: {statement.keyword} "
-                    "controls the transaction, but Stagecraft already runs each migration in one; "
-                    f"remove it, or mark the file `-- stagecraft:{NO_TRANSACTION}`",
-                    migration.path,
-                )
+        refuse_transaction_control(
+            migration, statements, f"or mark the file `-- stagecraft:{NO_TRANSACTION}`"
+        )
     return statements
+
+
+def refuse_transaction_control(
+    migration: Migration, statements: list[Statement], alternative: str = ""
+) -> None:
+    """A COMMIT inside a migration would commit it apart from its tracking row, which is exactly
+    the half-applied state the per-migration transaction exists to prevent."""
+    for statement in statements:
+        if statement.keyword in _TRANSACTION_CONTROL:
+            raise MigrationSourceError(
+                f"{migration.path}:{statement.line}:{statement.column}: {statement.keyword} "
+                "controls the transaction, but Stagecraft already runs each migration in one; "
+                f"remove it{', ' + alternative if alternative else ''}",
+                migration.path,
+            )
 
 
 def execute(
