@@ -29,6 +29,7 @@ import aiohttp.web
 import attrs
 import kmock
 
+REQUEST_LOG_LIMIT = 200
 Key = tuple[str, str, str, str]  # group, plural, namespace ("" when cluster-scoped), name
 WriteListener = Callable[[str, str, dict[str, Any]], Awaitable[None]]  # event, plural, object
 
@@ -170,6 +171,10 @@ class ApiServerEmulator(kmock.KubernetesScaffold):
     # ---- HTTP ------------------------------------------------------------------------
 
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        # kmock logs every request and slows down as the log grows (../shared/TESTING.md);
+        # assertions here read the store, so only a short tail is kept for debugging.
+        if len(self._requests) > REQUEST_LOG_LIMIT:
+            del self._requests[:-REQUEST_LOG_LIMIT]
         resource = request.resource
         if resource is None or resource.plural is None:
             return await super()._handle(request)  # discovery and everything not an object
