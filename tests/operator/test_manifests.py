@@ -238,6 +238,7 @@ def test_job_settings_reach_the_job_and_pod() -> None:
     assert spec["template"]["metadata"]["labels"]["team"] == "shop"
     assert spec["template"]["metadata"]["annotations"] == {"sidecar.istio.io/inject": "false"}
     assert runner["resources"] == {"limits": {"memory": "256Mi"}}
+    assert pod["initContainers"][0]["resources"] == {"limits": {"memory": "256Mi"}}
     assert {"name": "PGAPPNAME", "value": "stagecraft"} in runner["env"]
 
 

@@ -23,6 +23,9 @@ HTTP_NOT_FOUND = 404
 HTTP_CONFLICT = 409
 EVENT_MESSAGE_LIMIT = 1024  # the API server refuses longer event messages
 EVENT_SOURCE = "stagecraft-operator"
+# kopf runs sync handlers on a thread pool; urllib3's default pool of 4 connections would make
+# concurrent reconciles queue for a connection and log "pool is full".
+CONNECTION_POOL_SIZE = 16
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +59,7 @@ class KubeApi:
     def for_host(cls, host: str) -> KubeApi:
         configuration = client.Configuration(host=host)
         configuration.verify_ssl = False
+        configuration.connection_pool_maxsize = CONNECTION_POOL_SIZE
         return cls(client.ApiClient(configuration))
 
     @classmethod
@@ -64,11 +68,13 @@ class KubeApi:
         from kubernetes import config
 
         # The loaders are untyped in the client's stubs.
+        configuration = client.Configuration()
         try:
-            config.load_incluster_config()  # type: ignore[no-untyped-call]
+            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
         except config.ConfigException:
-            config.load_kube_config()  # type: ignore[no-untyped-call]
-        return cls(client.ApiClient())
+            config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        configuration.connection_pool_maxsize = CONNECTION_POOL_SIZE
+        return cls(client.ApiClient(configuration))
 
     def database_migration(self, namespace: str, name: str) -> dict[str, Any] | None:
         get = self._custom.get_namespaced_custom_object

@@ -180,7 +180,7 @@ def _volumes_and_init(
     if source.config_map is not None:
         volume = {"name": "migrations", "configMap": {"name": source.config_map}}
         return [volume, scratch], []
-    copy = {
+    copy: dict[str, Any] = {
         "name": COPY_CONTAINER,
         "image": source.image,
         # The trailing /. copies the folder's content, hidden files and subfolders included.
@@ -188,6 +188,8 @@ def _volumes_and_init(
         "volumeMounts": [{"name": "migrations", "mountPath": MIGRATIONS_MOUNT}],
         "securityContext": _restricted_container_security(),
     }
+    if spec.job.resources is not None:  # quotas and LimitRanges count init containers too
+        copy["resources"] = spec.job.resources.model_dump(exclude_defaults=True)
     return [{"name": "migrations", "emptyDir": {}}, scratch], [copy]
 
 
