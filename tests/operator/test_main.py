@@ -77,3 +77,8 @@ def test_webhook_server_uses_the_configured_port_and_certificate() -> None:
     assert getattr(server, "port", None) == 8443
     assert getattr(server, "certfile", None) == "/tls/tls.crt"
     assert getattr(server, "pkeyfile", None) == "/tls/tls.key"
+
+
+def test_no_webhook_server_without_a_certificate() -> None:
+    options = options_from_environment({"STAGECRAFT_RUNNER_IMAGE": "s"})
+    assert operator_settings(options).admission.server is None

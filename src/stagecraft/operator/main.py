@@ -10,7 +10,8 @@ that the Helm chart sets it in one place:
                               standalone
   STAGECRAFT_LIVENESS         kopf's liveness endpoint, default http://0.0.0.0:8080/healthz
   STAGECRAFT_WEBHOOK_PORT     port of the admission webhook server (HTTPS), default 9443
-  STAGECRAFT_WEBHOOK_CERT / STAGECRAFT_WEBHOOK_KEY   its certificate and key files
+  STAGECRAFT_WEBHOOK_CERT / STAGECRAFT_WEBHOOK_KEY   its certificate and key files; without
+                              them no webhook server runs
   STAGECRAFT_METRICS_PORT     port of the Prometheus /metrics endpoint, default 8081; 0: none
   STAGECRAFT_LOCK_TIMEOUT     seconds a Job waits for another runner's lock, default 60
   STAGECRAFT_RETRY_FIRST_DELAY / STAGECRAFT_RETRY_MAX_DELAY / STAGECRAFT_RETRY_LIMIT
@@ -115,9 +116,12 @@ def build_registry(reconciler: Reconciler, *, resync_seconds: float) -> kopf.Ope
 def operator_settings(options: OperatorOptions) -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
     settings.posting.enabled = False  # the reconciler posts its own Events, with its own reasons
-    settings.admission.server = kopf.WebhookServer(
-        port=options.webhook_port, certfile=options.webhook_cert, pkeyfile=options.webhook_key
-    )
+    # Without a certificate there is no webhook server: the API server only calls webhooks over
+    # TLS, and reconcile still stalls an invalid resource with the same message.
+    if options.webhook_cert and options.webhook_key:
+        settings.admission.server = kopf.WebhookServer(
+            port=options.webhook_port, certfile=options.webhook_cert, pkeyfile=options.webhook_key
+        )
     if options.peering_name:
         settings.peering.name = options.peering_name
     return settings
