@@ -37,13 +37,18 @@ from typing import IO
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script: `tests.support` lives at the repository root
+STAGECRAFT = Path(sys.executable).parent / "stagecraft"  # the console script of this venv
+if not STAGECRAFT.exists():
+    raise SystemExit(
+        f"{STAGECRAFT} is missing: run the bench with the project's virtual environment, "
+        "`make bench` or `.venv/bin/python bench/bench_raw.py` after `make deps`"
+    )
 
 import psycopg  # noqa: E402
 from tests.support.postgres_server import PostgresServer, find_bindir, running_server  # noqa: E402
 
 from stagecraft.engines.urls import scrub  # noqa: E402
 
-STAGECRAFT = Path(sys.executable).parent / "stagecraft"  # the console script of this venv
 NODE_MODULES = ROOT / "tools" / "node" / "node_modules"
 RESULTS = ROOT / "docs" / "benchmarks.md"
 HEADING = "## Raw engine (issue 2)"
