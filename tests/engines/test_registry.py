@@ -102,3 +102,29 @@ def test_an_entry_point_name_must_match_the_engine_id(plugin_site: Path) -> None
     )
     with pytest.raises(EngineLoadError, match="must equal the id"):
         registry.ids()
+
+
+def test_built_in_engine_modules_load_only_when_their_id_is_looked_up() -> None:
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, stagecraft.engines as engines\n"
+        "loaded = lambda: sorted(m for m in sys.modules if m.rsplit('.', 1)[-1] in "
+        "('raw', 'drizzle', 'prisma', 'knex'))\n"
+        "print(loaded()); engines.get('prisma'); print(loaded()); print(engines.ids())\n"
+    )
+    lines = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert lines[0] == "[]"
+    assert lines[1] == "['stagecraft.engines.prisma']"
+    assert lines[2] == "['drizzle', 'knex', 'prisma', 'raw']"
+
+
+def test_a_class_claiming_a_declared_built_in_id_is_a_duplicate() -> None:
+    class FakeKnex:
+        id: ClassVar[str] = "knex"
+
+    with pytest.raises(DuplicateEngine, match=r"stagecraft\.engines\.knex\.KnexEngine"):
+        registry.register(FakeKnex)  # type: ignore[arg-type]

@@ -1,13 +1,10 @@
 """The migration engine library: the Engine contract, the registry and the built-in engines.
 
-Importing this package registers the built-in engines. It imports no database driver: a driver
-is loaded when an engine first connects, so `stagecraft --help` and config checks stay fast.
+Importing this package declares the built-in engines; each engine's module (and its database
+driver) loads when it is first looked up, so `stagecraft --help`, config checks and a run of one
+engine stay fast.
 """
 
-from . import drizzle as _drizzle  # noqa: F401
-from . import knex as _knex  # noqa: F401
-from . import prisma as _prisma  # noqa: F401
-from . import raw as _raw  # noqa: F401 - registers the built-in engine
 from .base import (
     AppliedMigration,
     AppliedResult,
@@ -38,7 +35,15 @@ from .errors import (
     StagecraftError,
     UnknownEngine,
 )
-from .registry import get, ids, register
+from .registry import declare_builtin, get, ids, register
+
+for _engine_id, _origin in {
+    "raw": "stagecraft.engines.raw.RawEngine",
+    "drizzle": "stagecraft.engines.drizzle.DrizzleEngine",
+    "prisma": "stagecraft.engines.prisma.PrismaEngine",
+    "knex": "stagecraft.engines.knex.KnexEngine",
+}.items():
+    declare_builtin(_engine_id, _origin)
 
 __all__ = [
     "AppliedMigration",

@@ -1,11 +1,14 @@
 """The engine registry: the one list of engine ids in Stagecraft.
 
-Built-in engines register when `stagecraft.engines` is imported; third-party engines declare an
-entry point in the `stagecraft.engines` group and are loaded on the first lookup, so that importing
-the library stays cheap and a broken plugin only fails the lookups that need it.
+Built-in engines are declared when `stagecraft.engines` is imported and their modules load on
+the first lookup of their id; third-party engines declare an entry point in the
+`stagecraft.engines` group and are loaded on the first lookup too, so that importing the library
+stays cheap and a broken plugin only fails the lookups that need it.
 """
 
 from __future__ import annotations
+
+import importlib
 
 from .base import Engine
 from .errors import DuplicateEngine, EngineLoadError, UnknownEngine
@@ -13,6 +16,10 @@ from .errors import DuplicateEngine, EngineLoadError, UnknownEngine
 ENTRY_POINT_GROUP = "stagecraft.engines"
 
 _engines: dict[str, type[Engine]] = {}
+# Built-in engines declared by `stagecraft.engines` and imported on first lookup: id -> the
+# "module.Class" that will register itself. Importing all four engines costs a quarter of the
+# no-op plan's start-up budget, and a run needs one of them.
+_declared: dict[str, str] = {}
 _entry_points_loaded = False
 
 
@@ -28,8 +35,26 @@ def register(engine_class: type[Engine]) -> type[Engine]:
     existing = _engines.get(engine_id)
     if existing is not None and existing is not engine_class:
         raise DuplicateEngine(engine_id, _origin(existing), _origin(engine_class))
+    declared = _declared.get(engine_id)
+    if declared is not None and declared != _origin(engine_class):
+        raise DuplicateEngine(engine_id, declared, _origin(engine_class))
     _engines[engine_id] = engine_class
     return engine_class
+
+
+def declare_builtin(engine_id: str, origin: str) -> None:
+    """Reserve an id for a built-in engine class ("package.module.Class"), imported on lookup."""
+    registered = _engines.get(engine_id)
+    previous = _declared.get(engine_id) or (_origin(registered) if registered else None)
+    if previous is not None and previous != origin:
+        raise DuplicateEngine(engine_id, previous, origin)
+    _declared[engine_id] = origin
+
+
+def _load_declared(engine_id: str) -> None:
+    origin = _declared.get(engine_id)
+    if origin is not None and engine_id not in _engines:
+        importlib.import_module(origin.rpartition(".")[0])  # the module registers its class
 
 
 def unregister(engine_id: str) -> None:
@@ -70,16 +95,17 @@ def reload_entry_points() -> None:
 def ids() -> list[str]:
     """Registered engine ids, sorted."""
     _load_entry_points()
-    return sorted(_engines)
+    return sorted({*_engines, *_declared})
 
 
 def get_class(engine_id: str) -> type[Engine]:
+    _load_declared(engine_id)
     if engine_id not in _engines:
         _load_entry_points()
     try:
         return _engines[engine_id]
     except KeyError:
-        raise UnknownEngine(engine_id, sorted(_engines)) from None
+        raise UnknownEngine(engine_id, ids()) from None
 
 
 def get(engine_id: str) -> Engine:
