@@ -58,10 +58,24 @@ class PostgresServer:
     host: str
     port: int
     datadir: Path
+    bindir: Path
+    options: str  # the server settings given to pg_ctl -o
+    log: Path
 
     def url(self, database: str = "postgres", *, password: bool = True) -> str:
         secret = f":{PASSWORD}" if password else ""
         return f"postgresql://{SUPERUSER}{secret}@{self.host}:{self.port}/{database}"
+
+    def crash_and_restart(self) -> None:
+        """Stop without a shutdown checkpoint, as a power cut would, then start again:
+        the server recovers from its WAL, keeping exactly what was flushed."""
+        pg_ctl = str(self.bindir / "pg_ctl")
+        stop = [pg_ctl, "stop", "-D", str(self.datadir), "-m", "immediate"]
+        subprocess.run(_as_server_user(stop), check=True, capture_output=True)
+        start = [pg_ctl, "start", "-w", "-t", "60", "-D", str(self.datadir), "-l", str(self.log)]
+        subprocess.run(
+            _as_server_user([*start, "-o", self.options]), check=True, capture_output=True
+        )
 
 
 def _as_server_user(command: list[str]) -> list[str]:
@@ -142,6 +156,7 @@ def running_server(*, durable: bool = False) -> Iterator[PostgresServer]:
     log = root / "server.log"
     log.touch()
     _give_to_server_user(log)
+    server = PostgresServer("127.0.0.1", port, datadir, bindir, " ".join(settings), log)
     subprocess.run(
         _as_server_user(
             [
@@ -155,7 +170,7 @@ def running_server(*, durable: bool = False) -> Iterator[PostgresServer]:
                 "-l",
                 str(log),
                 "-o",
-                " ".join(settings),
+                server.options,
             ]
         ),
         check=True,
@@ -163,7 +178,7 @@ def running_server(*, durable: bool = False) -> Iterator[PostgresServer]:
         cwd=root,
     )
     try:
-        yield PostgresServer("127.0.0.1", port, datadir)
+        yield server
     finally:
         subprocess.run(
             _as_server_user(

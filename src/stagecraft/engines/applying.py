@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from . import scripts
@@ -79,14 +79,25 @@ class PlanApplier:
     opts: RunOptions
     prepare: Callable[[Database, Migration], PreparedMigration] = prepare_sql_file
     resolve_command: str = "stagecraft migrate resolve"
+    # False when only runners holding the same run lock write the tracking table (raw's own
+    # table; Prisma's, whose tool takes the same key). Where the lock is exclusive, a row cannot
+    # appear between the plan and the apply, so the per-migration re-check is skipped.
+    others_may_write: bool = True
+    _recheck: bool = field(default=True, init=False)
 
     def apply(self, plan: Plan) -> RunReport:
         # Prepare everything first: a bad file later in the plan stops the run before the
         # first migration changes anything.
         prepared = [self.prepare(self.database, migration) for migration in plan.pending]
-        if prepared:
-            with self.database.transaction():
-                self.tracker.ensure()
+        if not prepared:
+            return RunReport(engine=self.engine_id, plan=plan)
+        with self.database.transaction():
+            self.tracker.ensure()
+        self._recheck = self.others_may_write or not self.database.exclusive_run_lock
+        with self.database.durable_at_end():
+            return self._apply_all(plan, prepared)
+
+    def _apply_all(self, plan: Plan, prepared: list[PreparedMigration]) -> RunReport:
         applied: list[AppliedResult] = []
         skipped: list[str] = []
         progress = self.opts.progress
@@ -111,7 +122,7 @@ class PlanApplier:
 
     def _in_transaction(self, step: PreparedMigration) -> int | None:
         with self.database.transaction():
-            if self.tracker.is_recorded(step.migration):
+            if self._recheck and self.tracker.is_recorded(step.migration):
                 return None  # another runner applied it since the plan was made (SQLite)
             started = time.perf_counter()
             scripts.execute(self.database, step.migration, step.script, step.statements)
@@ -121,7 +132,7 @@ class PlanApplier:
 
     def _outside(self, step: PreparedMigration) -> int | None:
         with self.database.transaction():
-            if self.tracker.is_recorded(step.migration):
+            if self._recheck and self.tracker.is_recorded(step.migration):
                 return None
             # Recorded dirty before it starts: a crash from here on leaves a visible dirty row.
             self.tracker.record_started(step.migration)

@@ -50,6 +50,7 @@ class Database(Protocol):
     types: ColumnTypes
     supports_schemas: bool
     now_sql: str  # an SQL expression for "now" as the dialect stores timestamps
+    exclusive_run_lock: bool  # run_lock keeps every other runner out for the whole run
 
     def qualified(self, schema: str | None, table: str) -> str: ...
 
@@ -72,6 +73,15 @@ class Database(Protocol):
 
         A name is hashed into a key; an integer is used as it is, so a compatible engine can take
         its tool's own fixed key (Prisma's) and the two tools exclude each other.
+        """
+        ...
+
+    def durable_at_end(self) -> AbstractContextManager[None]:
+        """Commits inside may be made durable together when the block ends, not one by one.
+
+        Each commit stays atomic (a migration and its row survive a crash together or not at
+        all); only the wait for the disk is shared. When the block ends, normally or not,
+        everything committed inside it is durable.
         """
         ...
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql as pgsql
+from psycopg.pq import TransactionStatus
 
 from .database import ColumnTypes, StatementFailed
 from .errors import DatabaseUnavailable, LockTimeout
@@ -36,6 +37,7 @@ def _connection_lost(error: psycopg.Error) -> bool:
 class PostgresDatabase:
     dialect = "postgresql"
     supports_schemas = True
+    exclusive_run_lock = True  # a session advisory lock held for the whole run
     now_sql = "now()"
     types = ColumnTypes(
         text="text", integer="integer", bigint="bigint", boolean="boolean", timestamp="timestamptz"
@@ -110,6 +112,37 @@ class PostgresDatabase:
         finally:
             if not self._connection.closed and not self._connection.broken:
                 self.execute("SELECT pg_advisory_unlock(%s)", (lock_id,))
+
+    @contextmanager
+    def durable_at_end(self) -> Iterator[None]:
+        # A commit normally waits for its WAL to reach the disk: one flush per migration, the
+        # largest cost of applying small migrations. With synchronous_commit off a crash of the
+        # server can lose the last commits, but each whole (a migration with its row), never
+        # half; the closing commit below, with the session's own setting back, waits for the WAL
+        # up to it, which covers every earlier commit: nothing is reported durable before it is.
+        setting = self.query("SHOW synchronous_commit")[0][0]
+        self.execute("SET synchronous_commit = off")
+        try:
+            yield
+        finally:
+            self._restore_durability(setting)
+
+    def _restore_durability(self, setting: str) -> None:
+        connection = self._connection
+        if connection.closed or connection.broken:
+            return  # nothing more can be committed on it; the server flushes on its own
+        status = connection.info.transaction_status
+        if status == TransactionStatus.INERROR:
+            # A no-transaction script failed inside its own BEGIN: that block is lost anyway.
+            self.execute("ROLLBACK")
+        elif status != TransactionStatus.IDLE:
+            return  # the script left its own transaction open: not ours to end
+        self.execute(f"SET synchronous_commit = {pgsql.quote(setting)}")
+        with self.transaction():
+            # A commit waits for the WAL only if its transaction wrote some: a transactional
+            # logical message is the smallest write there is, and its flush covers every
+            # earlier commit of the run.
+            self.execute("SELECT pg_logical_emit_message(true, 'stagecraft', 'durable')")
 
     def split(self, script: str) -> list[Statement]:
         return split_statements(script, POSTGRES)

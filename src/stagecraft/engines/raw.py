@@ -214,7 +214,9 @@ class RawEngine:
                 refuse_unsafe(plan, opts)
                 if opts.dry_run:
                     return RunReport(engine=self.id, plan=plan, dry_run=True)
-                return PlanApplier(self.id, database, tracking, opts).apply(plan)
+                return PlanApplier(self.id, database, tracking, opts, others_may_write=False).apply(
+                    plan
+                )
         finally:
             database.close()
 

@@ -46,6 +46,7 @@ def _is_busy(error: sqlite3.OperationalError) -> bool:
 class SqliteDatabase:
     dialect = "sqlite"
     supports_schemas = False
+    exclusive_run_lock = False  # each transaction takes the write lock; runs may interleave
     now_sql = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
     types = ColumnTypes(
         text="TEXT", integer="INTEGER", bigint="INTEGER", boolean="INTEGER", timestamp="TEXT"
@@ -113,6 +114,10 @@ class SqliteDatabase:
     def run_lock(self, key: str | int, timeout: float) -> Iterator[None]:
         del key, timeout  # each transaction() takes the write lock; see the module docstring
         yield
+
+    @contextmanager
+    def durable_at_end(self) -> Iterator[None]:
+        yield  # each SQLite commit is durable on its own; nothing to share
 
     def split(self, script: str) -> list[Statement]:
         return split_statements(script, SQLITE)
