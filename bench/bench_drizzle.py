@@ -16,14 +16,12 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,11 +30,12 @@ sys.path.insert(0, str(ROOT))  # run as a script: `tests.support` lives at the r
 import psycopg  # noqa: E402
 from tests.support.postgres_server import PostgresServer, running_server  # noqa: E402
 
+from bench.common import Timing, node_version, timing_of, write_results  # noqa: E402
+
 NODE_MODULES = ROOT / "tools" / "node" / "node_modules"
 DRIZZLE_SCRIPT = ROOT / "tests" / "engines" / "node" / "drizzle_migrate.cjs"
 DRIZZLE_KIT = NODE_MODULES / "drizzle-kit" / "bin.cjs"
 STAGECRAFT = [sys.executable, "-m", "stagecraft"]
-RESULTS = ROOT / "docs" / "benchmarks.md"
 HEADING = "## Drizzle engine"
 BASE_WHEN = 1_795_858_922_838
 
@@ -125,23 +124,6 @@ def count_rows(url: str) -> int:
     return int(row[0])
 
 
-@dataclass(frozen=True)
-class Timing:
-    """Seconds over the repeats: the median is the figure; the minimum shows the noise of a
-    shared machine (the work is the same each time, so a slower run waited for something else)."""
-
-    median: float
-    minimum: float
-
-    @classmethod
-    def of(cls, seconds: list[float]) -> Timing:
-        return cls(statistics.median(seconds), min(seconds))
-
-
-def timing_of(repeat: int, measure: Callable[[], float]) -> Timing:
-    return Timing.of([measure() for _ in range(repeat)])
-
-
 def measure(server: PostgresServer, folder: Path, count: int, repeat: int) -> dict[str, Timing]:
     """Median seconds per measurement; each tool's cold applies go to databases of their own."""
     work = folder.parent
@@ -183,11 +165,6 @@ def measure(server: PostgresServer, folder: Path, count: int, repeat: int) -> di
     )
     assert count_rows(by_stagecraft) == count == count_rows(by_drizzle), "a no-op applied rows"
     return results
-
-
-def node_version() -> str:
-    done = subprocess.run(["node", "--version"], capture_output=True, text=True, check=True)
-    return done.stdout.strip()
 
 
 def _ratios(results: dict[str, Timing], ours: str, theirs: str) -> tuple[float, float]:
@@ -238,30 +215,15 @@ runs, the ratios are {cold_kit[0]:.2f}x / {cold_kit[1]:.2f}x for the cold apply 
 {noop_kit[0]:.2f}x / {noop_kit[1]:.2f}x for the no-op. Where the time goes:
 
 - Cold apply: Drizzle applies everything in ONE transaction, one commit. Stagecraft commits each
-  migration with its tracking row (each migration is either applied and recorded or neither),
-  so it pays per migration a BEGIN, a check that no other runner recorded it meanwhile, and a
-  COMMIT with its WAL flush: three round trips and one fsync that Drizzle does not make.
-  Closing that gap needs the shared database layer, not the engine: skip the recorded-check
-  where the run lock already excludes other runners (PostgreSQL), and defer the WAL flush to
-  the run's last commit (`synchronous_commit = off` until then; each migration still commits
-  atomically with its row, and the last, durable commit flushes all of them).
+  migration with its tracking row (each migration is either applied and recorded or neither)
+  and waits for the disk once per run (`synchronous_commit = off` until a closing durable
+  commit). Per migration it still pays a BEGIN, a COMMIT and a check that no other runner
+  recorded the migration meanwhile, which stays for Drizzle because drizzle-orm takes no lock:
+  round trips Drizzle does not make, plus the Python interpreter's start-up.
 - No-op plan: the engine's own work (read the journal, read and hash {count} files, one query)
   is the in-process row; the rest is the Python interpreter and its imports (`import psycopg`
   alone takes about 0.1 s here), against node's start-up for drizzle-orm.
 """
-
-
-def write_results(text: str) -> None:
-    """Replace this benchmark's section of docs/benchmarks.md, leaving the others as they are."""
-    existing = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmarks\n"
-    start = existing.find(HEADING)
-    if start < 0:
-        updated = existing.rstrip("\n") + "\n\n" + text
-    else:
-        end = existing.find("\n## ", start + len(HEADING))
-        rest = existing[end + 1 :] if end >= 0 else ""
-        updated = existing[:start] + text + ("\n" + rest if rest else "")
-    RESULTS.write_text(updated, encoding="utf-8")
 
 
 def main() -> None:
@@ -277,7 +239,7 @@ def main() -> None:
     text = section(results, args.migrations, args.repeat)
     print(text)
     if not args.no_write:
-        write_results(text)
+        write_results(HEADING, text)
 
 
 if __name__ == "__main__":

@@ -16,14 +16,12 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,10 +30,11 @@ sys.path.insert(0, str(ROOT))  # run as a script: `tests.support` lives at the r
 import psycopg  # noqa: E402
 from tests.support.postgres_server import PostgresServer, running_server  # noqa: E402
 
+from bench.common import Timing, node_version, timing_of, write_results  # noqa: E402
+
 NODE_MODULES = ROOT / "tools" / "node" / "node_modules"
 KNEX_CLI = NODE_MODULES / "knex" / "bin" / "cli.js"
 STAGECRAFT = [sys.executable, "-m", "stagecraft"]
-RESULTS = ROOT / "docs" / "benchmarks.md"
 HEADING = "## Knex engine"
 KNEXFILE = "module.exports = { client: 'pg', connection: process.env.DATABASE_URL };\n"
 
@@ -107,23 +106,6 @@ def count_rows(url: str) -> int:
     return int(row[0])
 
 
-@dataclass(frozen=True)
-class Timing:
-    """Seconds over the repeats: the median is the figure; the minimum shows the noise of a
-    shared machine (the work is the same each time, so a slower run waited for something else)."""
-
-    median: float
-    minimum: float
-
-    @classmethod
-    def of(cls, seconds: list[float]) -> Timing:
-        return cls(statistics.median(seconds), min(seconds))
-
-
-def timing_of(repeat: int, measure: Callable[[], float]) -> Timing:
-    return Timing.of([measure() for _ in range(repeat)])
-
-
 def measure(server: PostgresServer, folder: Path, count: int, repeat: int) -> dict[str, Timing]:
     project = folder.parent
     cold: dict[str, Callable[[str], float]] = {
@@ -164,11 +146,6 @@ def measure(server: PostgresServer, folder: Path, count: int, repeat: int) -> di
     )
     assert count_rows(by_stagecraft) == count == count_rows(by_knex), "a no-op applied rows"
     return results
-
-
-def node_version() -> str:
-    done = subprocess.run(["node", "--version"], capture_output=True, text=True, check=True)
-    return done.stdout.strip()
 
 
 def section(results: dict[str, Timing], count: int, repeat: int) -> str:
@@ -215,19 +192,6 @@ time goes:
 """
 
 
-def write_results(text: str) -> None:
-    """Replace this benchmark's section of docs/benchmarks.md, leaving the others as they are."""
-    existing = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmarks\n"
-    start = existing.find(HEADING)
-    if start < 0:
-        updated = existing.rstrip("\n") + "\n\n" + text
-    else:
-        end = existing.find("\n## ", start + len(HEADING))
-        rest = existing[end + 1 :] if end >= 0 else ""
-        updated = existing[:start] + text + ("\n" + rest if rest else "")
-    RESULTS.write_text(updated, encoding="utf-8")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--migrations", type=int, default=1000)
@@ -240,7 +204,7 @@ def main() -> None:
     text = section(results, args.migrations, args.repeat)
     print(text)
     if not args.no_write:
-        write_results(text)
+        write_results(HEADING, text)
 
 
 if __name__ == "__main__":

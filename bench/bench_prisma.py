@@ -16,14 +16,12 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,8 +31,9 @@ import psycopg  # noqa: E402
 from tests.engines.prisma_tools import SCHEMA, PrismaProject  # noqa: E402
 from tests.support.postgres_server import PostgresServer, running_server  # noqa: E402
 
+from bench.common import Timing, node_version, write_results  # noqa: E402
+
 STAGECRAFT = [sys.executable, "-m", "stagecraft"]
-RESULTS = ROOT / "docs" / "benchmarks.md"
 HEADING = "## Prisma engine"
 CONFIG = ROOT / "tests" / "engines" / "node" / "prisma" / "prisma.config.ts"
 FIRST_TIMESTAMP = 20240101000000
@@ -112,19 +111,6 @@ def count_applied(url: str) -> int:
     return int(row[0])
 
 
-@dataclass(frozen=True)
-class Timing:
-    """Seconds over the repeats: the median is the figure; the minimum shows the noise of a
-    shared machine (the work is the same each time, so a slower run waited for something else)."""
-
-    median: float
-    minimum: float
-
-    @classmethod
-    def of(cls, seconds: list[float]) -> Timing:
-        return cls(statistics.median(seconds), min(seconds))
-
-
 def measure(server: PostgresServer, folder: Path, count: int, repeat: int) -> dict[str, Timing]:
     """Seconds per measurement; each tool's cold applies go to databases of their own."""
     root = folder.parent
@@ -163,11 +149,6 @@ def measure(server: PostgresServer, folder: Path, count: int, repeat: int) -> di
         results[f"no-op: {name}"] = Timing.of([check() for _ in range(repeat)])
     assert count_applied(by_stagecraft) == count == count_applied(by_prisma), "a no-op applied"
     return results
-
-
-def node_version() -> str:
-    done = subprocess.run(["node", "--version"], capture_output=True, text=True, check=True)
-    return done.stdout.strip()
 
 
 def _ratios(results: dict[str, Timing], ours: str, theirs: str) -> tuple[float, float]:
@@ -225,19 +206,6 @@ runs ({noop_verdict} the target of well under, taken as at most 0.5x). Where the
 """
 
 
-def write_results(text: str) -> None:
-    """Replace this benchmark's section of docs/benchmarks.md, leaving the others as they are."""
-    existing = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmarks\n"
-    start = existing.find(HEADING)
-    if start < 0:
-        updated = existing.rstrip("\n") + "\n\n" + text
-    else:
-        end = existing.find("\n## ", start + len(HEADING))
-        rest = existing[end + 1 :] if end >= 0 else ""
-        updated = existing[:start] + text + ("\n" + rest if rest else "")
-    RESULTS.write_text(updated, encoding="utf-8")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--migrations", type=int, default=1000)
@@ -250,7 +218,7 @@ def main() -> None:
     text = section(results, args.migrations, args.repeat)
     print(text)
     if not args.no_write:
-        write_results(text)
+        write_results(HEADING, text)
 
 
 if __name__ == "__main__":

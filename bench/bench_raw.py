@@ -47,10 +47,10 @@ if not STAGECRAFT.exists():
 import psycopg  # noqa: E402
 from tests.support.postgres_server import PostgresServer, find_bindir, running_server  # noqa: E402
 
+from bench.common import write_results  # noqa: E402
 from stagecraft.engines.urls import scrub  # noqa: E402
 
 NODE_MODULES = ROOT / "tools" / "node" / "node_modules"
-RESULTS = ROOT / "docs" / "benchmarks.md"
 HEADING = "## Raw engine (issue 2)"
 DEFAULT_SIZES = (100, 1000, 5000)
 FLOOR_TABLE = "floor_migrations"
@@ -476,19 +476,6 @@ The interpreter, the CLI's imports and psycopg's, measured alone (median of {max
 """
 
 
-def write_results(text: str) -> None:
-    """Replace this benchmark's section of docs/benchmarks.md, leaving the others as they are."""
-    existing = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmarks\n"
-    start = existing.find(HEADING)
-    if start < 0:
-        updated = existing.rstrip("\n") + "\n\n" + text
-    else:
-        end = existing.find("\n## ", start + len(HEADING))
-        rest = existing[end + 1 :] if end >= 0 else ""
-        updated = existing[:start] + text + ("\n" + rest if rest else "")
-    RESULTS.write_text(updated, encoding="utf-8")
-
-
 def parse_sizes(text: str) -> tuple[int, ...]:
     try:
         sizes = tuple(int(part.replace("_", "")) for part in text.split(","))
@@ -521,7 +508,7 @@ def main() -> None:
     text = section(results, startup, command.strip(), repeat, machine)
     print(text)
     if not args.no_write:
-        write_results(text)
+        write_results(HEADING, text)
 
 
 if __name__ == "__main__":
