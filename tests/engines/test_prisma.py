@@ -110,7 +110,8 @@ def test_a_failure_is_recorded_as_prisma_records_it_and_blocks_every_run(
     assert [a.id for a in failure.value.applied] == [FIRST, SECOND]
     assert f"--migration {BAD} --rolled-back" in str(failure.value)
     assert "nothing of it was applied" in str(failure.value)
-    failed = rows(database_url)[-1]
+    # Rows started in the same millisecond (SQLite keeps milliseconds) have no order: find it.
+    (failed,) = [row for row in rows(database_url) if row["migration_name"] == BAD]
     assert (failed["migration_name"], failed["finished_at"], failed["applied_steps_count"]) == (
         BAD,
         None,
@@ -134,7 +135,8 @@ def test_resolve_rolled_back_lets_the_fixed_migration_run_again(
         run(folder, database_url)
     message = engine().resolve(plan_options(folder, database_url), BAD, Resolution.ROLLED_BACK)
     assert "pending again" in message
-    assert rows(database_url)[-1]["rolled_back_at"] is not None
+    (rolled_back,) = [row for row in rows(database_url) if row["migration_name"] == BAD]
+    assert rolled_back["rolled_back_at"] is not None
     (folder / BAD / "migration.sql").write_text("CREATE TABLE bad_table (id integer);\n")
     assert run(folder, database_url) == [BAD]
     with pytest.raises(ResolveError, match="P3012"):
