@@ -136,5 +136,6 @@ def execute(url: str, sql: str) -> None:
 def migration_rows(url: str) -> list[dict[str, Any]]:
     """`_prisma_migrations` in Prisma's order, as dicts."""
     columns = ", ".join(MIGRATION_COLUMNS)
-    rows = query(url, f"SELECT {columns} FROM _prisma_migrations ORDER BY started_at")
+    order = "ORDER BY started_at, migration_name"  # names break ties of equal start times
+    rows = query(url, f"SELECT {columns} FROM _prisma_migrations {order}")
     return [dict(zip(MIGRATION_COLUMNS, row, strict=True)) for row in rows]

@@ -62,7 +62,8 @@ def rows(url: str) -> list[dict[str, Any]]:
     database = connect(url, read_only=True)
     try:
         found = database.query(
-            f"SELECT {', '.join(MIGRATION_COLUMNS)} FROM _prisma_migrations ORDER BY started_at, id"
+            f"SELECT {', '.join(MIGRATION_COLUMNS)} FROM _prisma_migrations "
+            "ORDER BY started_at, migration_name"
         )
         return [dict(zip(MIGRATION_COLUMNS, row, strict=True)) for row in found]
     finally:
