@@ -30,7 +30,15 @@ sys.path.insert(0, str(ROOT))  # run as a script: `tests.support` lives at the r
 import psycopg  # noqa: E402
 from tests.support.postgres_server import PostgresServer, running_server  # noqa: E402
 
-from bench.common import Timing, node_version, timing_of, write_results  # noqa: E402
+from bench.common import (  # noqa: E402
+    Timing,
+    fresh_database,
+    node_version,
+    ratios,
+    timing_of,
+    timing_rows,
+    write_results,
+)
 
 NODE_MODULES = ROOT / "tools" / "node" / "node_modules"
 DRIZZLE_SCRIPT = ROOT / "tests" / "engines" / "node" / "drizzle_migrate.cjs"
@@ -61,13 +69,6 @@ def write_folder(folder: Path, count: int) -> None:
         )
     journal = {"version": "7", "dialect": "postgresql", "entries": entries}
     (folder / "meta" / "_journal.json").write_text(json.dumps(journal, indent=2), encoding="utf-8")
-
-
-def fresh_database(server: PostgresServer) -> str:
-    name = f"bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(server.url(), autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"'.encode())
-    return server.url(name)
 
 
 def timed(command: list[str], env: dict[str, str] | None = None) -> float:
@@ -167,31 +168,20 @@ def measure(server: PostgresServer, folder: Path, count: int, repeat: int) -> di
     return results
 
 
-def _ratios(results: dict[str, Timing], ours: str, theirs: str) -> tuple[float, float]:
-    """Stagecraft's time over the tool's: by the medians, and by the fastest runs."""
-    return (
-        results[ours].median / results[theirs].median,
-        results[ours].minimum / results[theirs].minimum,
-    )
-
-
 def section(results: dict[str, Timing], count: int, repeat: int) -> str:
-    cold = _ratios(
+    cold = ratios(
         results, "cold apply: stagecraft migrate run", "cold apply: drizzle-orm migrate()"
     )
-    noop = _ratios(results, "no-op: stagecraft migrate plan", "no-op: drizzle-orm migrate()")
-    cold_kit = _ratios(
+    noop = ratios(results, "no-op: stagecraft migrate plan", "no-op: drizzle-orm migrate()")
+    cold_kit = ratios(
         results, "cold apply: stagecraft migrate run", "cold apply: drizzle-kit migrate"
     )
-    noop_kit = _ratios(results, "no-op: stagecraft migrate plan", "no-op: drizzle-kit migrate")
+    noop_kit = ratios(results, "no-op: stagecraft migrate plan", "no-op: drizzle-kit migrate")
     # A target counts as met only when the medians and the fastest runs both say so: on a
     # shared machine one of them alone can be an accident of the load.
     cold_verdict = "meets" if max(cold) <= 1 else "misses"
     noop_verdict = "meets" if max(noop) <= 0.5 else "misses"
-    rows = "\n".join(
-        f"| {name} | {timing.median:.2f} | {timing.minimum:.2f} |"
-        for name, timing in results.items()
-    )
+    rows = timing_rows(results)
     return f"""{HEADING}
 
 `python bench/bench_drizzle.py --migrations {count} --repeat {repeat}`: {count} trivial

@@ -20,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,7 +29,7 @@ sys.path.insert(0, str(ROOT))  # run as a script: `tests.support` lives at the r
 import psycopg  # noqa: E402
 from tests.support.postgres_server import PostgresServer, running_server  # noqa: E402
 
-from bench.common import Timing, node_version, timing_of, write_results  # noqa: E402
+from bench.common import Timing, fresh_database, node_version, timing_of, timing_rows, write_results  # noqa: E402
 
 NODE_MODULES = ROOT / "tools" / "node" / "node_modules"
 KNEX_CLI = NODE_MODULES / "knex" / "bin" / "cli.js"
@@ -52,13 +51,6 @@ def write_project(project: Path, count: int) -> Path:
             encoding="utf-8",
         )
     return folder
-
-
-def fresh_database(server: PostgresServer) -> str:
-    name = f"bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(server.url(), autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"'.encode())
-    return server.url(name)
 
 
 def timed(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> float:
@@ -157,10 +149,7 @@ def section(results: dict[str, Timing], count: int, repeat: int) -> str:
         "cold apply: stagecraft migrate run, single_transaction", "cold apply: knex migrate:latest"
     )
     noop = ratio("no-op: stagecraft migrate plan", "no-op: knex migrate:status")
-    rows = "\n".join(
-        f"| {name} | {timing.median:.2f} | {timing.minimum:.2f} |"
-        for name, timing in results.items()
-    )
+    rows = timing_rows(results)
     return f"""{HEADING}
 
 `python bench/bench_knex.py --migrations {count} --repeat {repeat}`: {count} trivial Knex

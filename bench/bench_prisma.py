@@ -20,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,7 +30,7 @@ import psycopg  # noqa: E402
 from tests.engines.prisma_tools import SCHEMA, PrismaProject  # noqa: E402
 from tests.support.postgres_server import PostgresServer, running_server  # noqa: E402
 
-from bench.common import Timing, node_version, write_results  # noqa: E402
+from bench.common import Timing, fresh_database, node_version, ratios, timing_rows, write_results  # noqa: E402
 
 STAGECRAFT = [sys.executable, "-m", "stagecraft"]
 HEADING = "## Prisma engine"
@@ -55,13 +54,6 @@ def write_project(root: Path, count: int) -> Path:
             encoding="utf-8",
         )
     return folder
-
-
-def fresh_database(server: PostgresServer) -> str:
-    name = f"bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(server.url(), autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"'.encode())
-    return server.url(name)
 
 
 def _seconds(run: Callable[[], subprocess.CompletedProcess[str]], what: str) -> float:
@@ -151,26 +143,15 @@ def measure(server: PostgresServer, folder: Path, count: int, repeat: int) -> di
     return results
 
 
-def _ratios(results: dict[str, Timing], ours: str, theirs: str) -> tuple[float, float]:
-    """Stagecraft's time over Prisma's: by the medians, and by the fastest runs."""
-    return (
-        results[ours].median / results[theirs].median,
-        results[ours].minimum / results[theirs].minimum,
-    )
-
-
 def section(results: dict[str, Timing], count: int, repeat: int) -> str:
-    cold = _ratios(
+    cold = ratios(
         results, "cold apply: stagecraft migrate run", "cold apply: prisma migrate deploy"
     )
-    noop = _ratios(results, "no-op: stagecraft migrate plan", "no-op: prisma migrate status")
+    noop = ratios(results, "no-op: stagecraft migrate plan", "no-op: prisma migrate status")
     # A target counts as met only when the medians and the fastest runs both say so.
     cold_verdict = "meets" if max(cold) <= 1 else "misses"
     noop_verdict = "meets" if max(noop) <= 0.5 else "misses"
-    rows = "\n".join(
-        f"| {name} | {timing.median:.2f} | {timing.minimum:.2f} |"
-        for name, timing in results.items()
-    )
+    rows = timing_rows(results)
     return f"""{HEADING}
 
 `python bench/bench_prisma.py --migrations {count} --repeat {repeat}`: {count} trivial

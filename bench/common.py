@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import statistics
 import subprocess
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+import psycopg
+from tests.support.postgres_server import PostgresServer
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "benchmarks.md"
@@ -46,3 +50,27 @@ def write_results(heading: str, text: str) -> None:
         rest = existing[end + 1 :] if end >= 0 else ""
         updated = existing[:start] + text + ("\n" + rest if rest else "")
     RESULTS.write_text(updated, encoding="utf-8")
+
+
+def fresh_database(server: PostgresServer) -> str:
+    """A new empty database on the bench's server; its URL."""
+    name = f"bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server.url(), autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"'.encode())
+    return server.url(name)
+
+
+def ratios(results: dict[str, Timing], ours: str, theirs: str) -> tuple[float, float]:
+    """Stagecraft's time over the tool's: by the medians, and by the fastest runs."""
+    return (
+        results[ours].median / results[theirs].median,
+        results[ours].minimum / results[theirs].minimum,
+    )
+
+
+def timing_rows(results: dict[str, Timing]) -> str:
+    """Markdown table rows: measurement, median seconds, fastest seconds."""
+    return "\n".join(
+        f"| {name} | {timing.median:.2f} | {timing.minimum:.2f} |"
+        for name, timing in results.items()
+    )
