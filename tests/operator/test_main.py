@@ -82,3 +82,19 @@ def test_webhook_server_uses_the_configured_port_and_certificate() -> None:
 def test_no_webhook_server_without_a_certificate() -> None:
     options = options_from_environment({"STAGECRAFT_RUNNER_IMAGE": "s"})
     assert operator_settings(options).admission.server is None
+
+
+def test_namespace_selector_comes_from_the_environment() -> None:
+    options = options_from_environment(
+        {"STAGECRAFT_RUNNER_IMAGE": "s", "STAGECRAFT_NAMESPACE_SELECTOR": "team=shop"}
+    )
+    assert options.namespace_selector is not None
+    assert options.namespace_selector.matches({"team": "shop"})
+    assert options_from_environment({"STAGECRAFT_RUNNER_IMAGE": "s"}).namespace_selector is None
+
+
+def test_a_selector_that_does_not_parse_names_the_variable() -> None:
+    with pytest.raises(OperatorConfigError, match="STAGECRAFT_NAMESPACE_SELECTOR: .*'team in'"):
+        options_from_environment(
+            {"STAGECRAFT_RUNNER_IMAGE": "s", "STAGECRAFT_NAMESPACE_SELECTOR": "team in"}
+        )

@@ -6,6 +6,8 @@ that the Helm chart sets it in one place:
 
   STAGECRAFT_RUNNER_IMAGE     the Stagecraft image the migration Jobs run (required)
   STAGECRAFT_NAMESPACES       comma-separated namespaces or globs to serve; empty: all
+  STAGECRAFT_NAMESPACE_SELECTOR  a label selector (`team=shop,env in (prod)`): serve only the
+                              namespaces whose labels match (within STAGECRAFT_NAMESPACES)
   STAGECRAFT_PEERING          a peering name to run several replicas (one active); empty:
                               standalone
   STAGECRAFT_LIVENESS         kopf's liveness endpoint, default http://0.0.0.0:8080/healthz
@@ -23,6 +25,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import kopf
 
@@ -30,8 +33,10 @@ from .handlers import register_handlers
 from .kube import KubeApi
 from .manifests import RunnerSettings
 from .metrics import OperatorMetrics, serve_metrics
+from .models import GROUP, PLURAL, VERSION
 from .planner import RetryPolicy
 from .reconcile import Reconciler, ReconcilerSettings
+from .scoping import LabelSelector, NamespaceScope, ScopedReconciler, SelectorError, parse_selector
 from .webhooks import register_webhooks
 
 DEFAULT_LIVENESS = "http://0.0.0.0:8080/healthz"
@@ -47,6 +52,7 @@ class OperatorConfigError(ValueError):
 class OperatorOptions:
     runner_image: str
     namespaces: tuple[str, ...] = ()  # empty: the whole cluster
+    namespace_selector: LabelSelector | None = None  # None: every namespace served
     peering_name: str | None = None  # None: standalone, a single replica
     liveness_endpoint: str | None = DEFAULT_LIVENESS
     webhook_port: int = DEFAULT_WEBHOOK_PORT
@@ -79,6 +85,11 @@ def options_from_environment(environment: Mapping[str, str]) -> OperatorOptions:
     namespaces = tuple(
         part.strip() for part in environment.get("STAGECRAFT_NAMESPACES", "").split(",")
     )
+    selector_text = environment.get("STAGECRAFT_NAMESPACE_SELECTOR", "").strip()
+    try:
+        selector = parse_selector(selector_text) if selector_text else None
+    except SelectorError as error:
+        raise OperatorConfigError(f"STAGECRAFT_NAMESPACE_SELECTOR: {error}") from None
     retry = RetryPolicy(
         first_delay_seconds=_number(environment, "STAGECRAFT_RETRY_FIRST_DELAY", 10.0),
         max_delay_seconds=_number(environment, "STAGECRAFT_RETRY_MAX_DELAY", 600.0),
@@ -87,6 +98,7 @@ def options_from_environment(environment: Mapping[str, str]) -> OperatorOptions:
     return OperatorOptions(
         runner_image=image,
         namespaces=tuple(namespace for namespace in namespaces if namespace),
+        namespace_selector=selector,
         peering_name=environment.get("STAGECRAFT_PEERING", "").strip() or None,
         liveness_endpoint=environment.get("STAGECRAFT_LIVENESS", DEFAULT_LIVENESS).strip() or None,
         webhook_port=int(_number(environment, "STAGECRAFT_WEBHOOK_PORT", DEFAULT_WEBHOOK_PORT)),
@@ -127,13 +139,49 @@ def operator_settings(options: OperatorOptions) -> kopf.OperatorSettings:
     return settings
 
 
+RESOURCES_BY_NAMESPACE = "resources_by_namespace"  # a kopf index, passed to handlers by this name
+
+
+def register_namespace_scope(
+    registry: kopf.OperatorRegistry, scope: NamespaceScope, reconciler: Reconciler
+) -> None:
+    """Feed the scope from a watch of Namespaces; a namespace that comes into scope has the
+    resources already in it reconciled (they were skipped while it was out of scope or unseen)."""
+
+    def index_by_namespace(namespace: str | None, name: str | None, **_: Any) -> Any:
+        return {namespace: name}
+
+    kopf.index(GROUP, VERSION, PLURAL, registry=registry, id=RESOURCES_BY_NAMESPACE)(
+        index_by_namespace
+    )
+
+    def follow_namespace(
+        name: str | None, body: kopf.Body, type: str | None, **kwargs: Any
+    ) -> None:
+        labels = None if type == "DELETED" else dict(body.metadata.labels)
+        if name and scope.observe(name, labels):
+            index: kopf.Index[str | None, str] = kwargs[RESOURCES_BY_NAMESPACE]
+            for resource in set(index.get(name, [])):
+                reconciler.reconcile(name, resource)
+
+    kopf.on.event("", "v1", "namespaces", registry=registry, id="namespace-scope")(follow_namespace)
+
+
 def run_operator(options: OperatorOptions) -> None:
     api = KubeApi.from_environment()
     metrics = OperatorMetrics()
     if options.metrics_port:
         serve_metrics(metrics, "0.0.0.0", options.metrics_port)  # noqa: S104 - scraped in-cluster
-    reconciler = Reconciler(api, reconciler_settings(options), metrics=metrics)
+    settings = reconciler_settings(options)
+    scope = NamespaceScope(options.namespace_selector) if options.namespace_selector else None
+    reconciler = (
+        ScopedReconciler(scope, api, settings, metrics=metrics)
+        if scope
+        else Reconciler(api, settings, metrics=metrics)
+    )
     registry = build_registry(reconciler, resync_seconds=5.0)
+    if scope:
+        register_namespace_scope(registry, scope, reconciler)
     # kopf's own login handlers read the same in-cluster account or kubeconfig as KubeApi.
     kopf.on.login(registry=registry, id="login")(kopf.login_via_client)
     asyncio.run(
