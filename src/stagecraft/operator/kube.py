@@ -100,6 +100,13 @@ class KubeApi:
     def deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
         return _or_none(self._apps.read_namespaced_deployment, name, namespace)
 
+    def pods(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        response = self._core.list_namespaced_pod(
+            namespace, label_selector=label_selector, _preload_content=False
+        )
+        items: list[dict[str, Any]] = _json(response).get("items", [])
+        return items
+
     def config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
         return _or_none(self._core.read_namespaced_config_map, name, namespace)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from ..config import Strategy
 from .conditions import Phase, Reason, Verdict
@@ -53,6 +54,15 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True)
+class DeploymentObservation:
+    """The referenced Deployment and the pods its selector matches, as the API server sent them
+    (read in the same reconcile as the files' source, so both describe the same template)."""
+
+    body: dict[str, Any]
+    pods: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
 class Observed:
     resource_name: str
     validation: SpecValidation
@@ -65,6 +75,7 @@ class Observed:
     run_request: str | None = None  # an unhandled stagecraft.dev/run-request token
     scheduled_retry_at: datetime | None = None  # status.nextRetryAt, set while a retry waits
     retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
+    deployment: DeploymentObservation | None = None  # spec.deployment, when it exists
 
 
 @dataclass(frozen=True)

@@ -29,10 +29,19 @@ from .metrics import OperatorMetrics, RunMetrics
 from .models import (
     RETRY_ANNOTATION,
     RUN_REQUEST_ANNOTATION,
+    DatabaseMigrationSpec,
     DatabaseMigrationStatus,
     RunRecord,
 )
-from .planner import Action, Decision, Observed, RetryPolicy, decide, parse_time
+from .planner import (
+    Action,
+    Decision,
+    DeploymentObservation,
+    Observed,
+    RetryPolicy,
+    decide,
+    parse_time,
+)
 from .runs import JobObservation, observe_job
 from .sources import SourceLookup, resolve_source
 from .validation import validate_spec
@@ -95,8 +104,11 @@ class Reconciler:
         validation = validate_spec(body.get("spec") or {})
         lookup = SourceLookup(None)
         job: JobObservation | None = None
+        deployment: DeploymentObservation | None = None
         if validation.spec is not None:
-            lookup = resolve_source(self.cluster, namespace, validation.spec)
+            deployment = self._observe_deployment(namespace, validation.spec)
+            read = deployment.body if deployment is not None else None
+            lookup = resolve_source(self.cluster, namespace, validation.spec, read)
         if validation.spec is not None and lookup.source is not None:
             target = target_hash(validation.spec, lookup.source)
             last = status.last_run
@@ -115,7 +127,22 @@ class Reconciler:
             run_request=_unhandled(annotations, RUN_REQUEST_ANNOTATION, status.handled_run_request),
             retry_policy=self.settings.retry,
             scheduled_retry_at=parse_time(status.next_retry_at) if status.next_retry_at else None,
+            deployment=deployment,
         )
+
+    def _observe_deployment(
+        self, namespace: str, spec: DatabaseMigrationSpec
+    ) -> DeploymentObservation | None:
+        """The referenced Deployment and its pods (those its selector's matchLabels select)."""
+        if spec.deployment is None:
+            return None
+        deployment = self.cluster.deployment(namespace, spec.deployment.name)
+        if deployment is None:
+            return None
+        selector = ((deployment.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        label_selector = ",".join(f"{key}={value}" for key, value in sorted(selector.items()))
+        pods = self.cluster.pods(namespace, label_selector) if label_selector else []
+        return DeploymentObservation(deployment, tuple(pods))
 
     def _observe_job(self, namespace: str, name: str) -> JobObservation | None:
         job = self.cluster.job(namespace, name)

@@ -37,9 +37,8 @@ def _config_map_source(cluster: Cluster, namespace: str, name: str) -> SourceLoo
 
 
 def _deployment_source(
-    cluster: Cluster, namespace: str, reference: DeploymentReference
+    namespace: str, reference: DeploymentReference, deployment: dict[str, Any] | None
 ) -> SourceLookup:
-    deployment = cluster.deployment(namespace, reference.name)
     if deployment is None:
         return SourceLookup(None, f"Deployment {namespace}/{reference.name} not found")
     image = _deployment_image(deployment, reference.containers)
@@ -51,12 +50,21 @@ def _deployment_source(
     return SourceLookup(MigrationSource(image=image))
 
 
-def resolve_source(cluster: Cluster, namespace: str, spec: DatabaseMigrationSpec) -> SourceLookup:
-    """Where this run's files come from: the ConfigMap, the explicit image or the Deployment's."""
+def resolve_source(
+    cluster: Cluster,
+    namespace: str,
+    spec: DatabaseMigrationSpec,
+    deployment: dict[str, Any] | None = None,
+) -> SourceLookup:
+    """Where this run's files come from: the ConfigMap, the explicit image or the Deployment's.
+
+    `deployment` is spec.deployment as the caller read it (None: not found). The caller reads it
+    once, so the image migrated and the template the rollout gate looks at are the same one.
+    """
     if spec.config_map is not None:
         return _config_map_source(cluster, namespace, spec.config_map.name)
     if spec.image is not None:
         return SourceLookup(MigrationSource(image=spec.image))
     if spec.deployment is not None:
-        return _deployment_source(cluster, namespace, spec.deployment)
+        return _deployment_source(namespace, spec.deployment, deployment)
     return SourceLookup(None, "no source of migration files")  # the model rules this out
