@@ -31,6 +31,7 @@ from stagecraft.operator.models import GROUP, KIND, PLURAL, SHORT_NAMES, SINGULA
 from stagecraft.operator.planner import RetryPolicy
 from stagecraft.operator.reconcile import Reconciler, ReconcilerSettings
 from tests.operator.controllers import JobController
+from tests.operator.deployments import DeploymentController
 from tests.operator.emulator import ApiServerEmulator
 from tests.operator.schema_check import schema_problems
 
@@ -124,11 +125,13 @@ class OperatorThread:
 
 @dataclass
 class Cluster:
-    """What a test sees: the emulator's store, the real client, the Job controller."""
+    """What a test sees: the emulator's store, the real client, the Job and Deployment
+    controllers."""
 
     emulator: ApiServerEmulator
     api: KubeApi
     jobs: JobController
+    deployments: DeploymentController
     operator: OperatorThread
     metrics: OperatorMetrics
 
@@ -300,10 +303,12 @@ async def running_cluster(workdir: Path) -> AsyncIterator[Cluster]:
         jobs = JobController(emulator, workdir)
         emulator.write_listeners.append(jobs.on_write)
         jobs.released.set()
+        deployments = DeploymentController(emulator, NAMESPACE)
+        emulator.write_listeners.append(deployments.on_write)
         api = KubeApi.for_host(url)
         metrics = OperatorMetrics()
         operator = OperatorThread(url, _reconciler(api, metrics))
-        cluster = Cluster(emulator, api, jobs, operator, metrics)
+        cluster = Cluster(emulator, api, jobs, deployments, operator, metrics)
         cluster.operator.start()
         try:
             await _wait_until_watching(emulator, WATCHED)
@@ -311,3 +316,4 @@ async def running_cluster(workdir: Path) -> AsyncIterator[Cluster]:
         finally:
             await asyncio.to_thread(cluster.operator.stop)
             await jobs.stop()
+            await deployments.stop()
