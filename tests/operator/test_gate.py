@@ -1,0 +1,286 @@
+"""The rollout gate's pure decisions: gate hash, webhook mutation, guarded patches, bypass."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from stagecraft.operator.gate import (
+    APPROVED_HASH_ANNOTATION,
+    PENDING_HASH_ANNOTATION,
+    RESUME_REFUSED_ANNOTATION,
+    GateStep,
+    admission_patch,
+    approve_patch,
+    bypassed_by,
+    deployment_gate_hash,
+    forget_gate_patch,
+    gate_hash,
+    gate_step,
+    release_patch,
+)
+from tests.operator.emulator import ApiError, json_patch, merge_patch
+
+
+def _deployment(
+    images: dict[str, str] | None = None, annotations: dict[str, str] | None = None
+) -> dict[str, Any]:
+    containers = [
+        {"name": name, "image": image}
+        for name, image in (images or {"api": "shop-api:41", "worker": "worker:1"}).items()
+    ]
+    deployment: dict[str, Any] = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "shop-api", "namespace": "shop", "resourceVersion": "7"},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "shop-api"}},
+            "template": {
+                "metadata": {"labels": {"app": "shop-api"}},
+                "spec": {"containers": containers},
+            },
+        },
+    }
+    if annotations is not None:
+        deployment["metadata"]["annotations"] = annotations
+    return deployment
+
+
+def _with_image(deployment: dict[str, Any], container: str, image: str) -> dict[str, Any]:
+    changed = copy.deepcopy(deployment)
+    for entry in changed["spec"]["template"]["spec"]["containers"]:
+        if entry["name"] == container:
+            entry["image"] = image
+    return changed
+
+
+def _hash(deployment: dict[str, Any], containers: tuple[str, ...] = ("api",)) -> str:
+    return deployment_gate_hash(deployment, containers)
+
+
+# ---- the gate hash ---------------------------------------------------------------------
+
+
+def test_a_new_image_of_a_referenced_container_changes_the_hash() -> None:
+    old = _deployment()
+    assert _hash(_with_image(old, "api", "shop-api:42")) != _hash(old)
+
+
+def test_restart_scale_and_unreferenced_containers_leave_the_hash_alone() -> None:
+    old = _deployment()
+    restarted = copy.deepcopy(old)
+    restarted["spec"]["template"]["metadata"]["annotations"] = {
+        "kubectl.kubernetes.io/restartedAt": "2026-11-28T15:00:00Z"
+    }
+    scaled = copy.deepcopy(old)
+    scaled["spec"]["replicas"] = 9  # what `kubectl scale` and an HPA change
+    sidecar = _with_image(old, "worker", "worker:2")
+    for changed in (restarted, scaled, sidecar):
+        assert _hash(changed) == _hash(old)
+
+
+def test_a_rollback_is_the_older_images_own_hash() -> None:
+    v41 = _deployment()
+    v42 = _with_image(v41, "api", "shop-api:42")
+    back = _with_image(v42, "api", "shop-api:41")
+    assert _hash(back) == _hash(v41) != _hash(v42)
+
+
+def test_without_named_containers_the_first_container_counts() -> None:
+    old = _deployment()
+    assert _hash(_with_image(old, "api", "shop-api:42"), ()) != _hash(old, ())
+    assert _hash(_with_image(old, "worker", "worker:2"), ()) == _hash(old, ())
+
+
+def test_every_named_container_counts_whatever_the_order() -> None:
+    old = _deployment()
+    both = ("worker", "api")
+    assert _hash(_with_image(old, "worker", "worker:2"), both) != _hash(old, both)
+    assert _hash(old, both) == _hash(old, ("api", "worker"))
+
+
+def test_a_pod_has_the_hash_of_the_template_it_was_made_from() -> None:
+    deployment = _deployment()
+    template = deployment["spec"]["template"]
+    pod = {"metadata": {"name": "shop-api-abc", "labels": {"pod-template-hash": "x"}}}
+    pod["spec"] = {**template["spec"], "nodeName": "node-1"}
+    assert gate_hash(pod, ["api"]) == _hash(deployment)
+
+
+# ---- the webhook's mutation ------------------------------------------------------------
+
+
+def test_creation_is_paused_with_its_hash_pending() -> None:
+    new = _deployment()
+    patch = admission_patch("CREATE", new, None, ["api"], "alice")
+    assert patch == {
+        "spec": {"paused": True},
+        "metadata": {"annotations": {PENDING_HASH_ANNOTATION: _hash(new)}},
+    }
+
+
+def test_an_image_change_to_an_unapproved_hash_is_paused_in_the_same_write() -> None:
+    old = _deployment(annotations={APPROVED_HASH_ANNOTATION: _hash(_deployment())})
+    new = _with_image(old, "api", "shop-api:42")
+    patch = admission_patch("UPDATE", new, old, ["api"], "alice")
+    stored = merge_patch(new, patch)
+    assert stored["spec"]["paused"] is True
+    assert stored["metadata"]["annotations"][PENDING_HASH_ANNOTATION] == _hash(new)
+    assert stored["spec"]["template"] == new["spec"]["template"]
+
+
+def test_restart_and_scale_pass_untouched() -> None:
+    old = _deployment(annotations={APPROVED_HASH_ANNOTATION: _hash(_deployment())})
+    restarted = copy.deepcopy(old)
+    restarted["spec"]["template"]["metadata"]["annotations"] = {
+        "kubectl.kubernetes.io/restartedAt": "2026-11-28T15:00:00Z"
+    }
+    scaled = copy.deepcopy(old)
+    scaled["spec"]["replicas"] = 5
+    for new in (restarted, scaled):
+        assert admission_patch("UPDATE", new, old, ["api"], "alice") == {}
+
+
+def test_a_second_new_image_while_one_is_pending_becomes_the_pending_one() -> None:
+    approved = _hash(_deployment())
+    v42 = _with_image(_deployment(), "api", "shop-api:42")
+    old = merge_patch(v42, admission_patch("CREATE", v42, None, ["api"], "ci"))
+    old["metadata"]["annotations"][APPROVED_HASH_ANNOTATION] = approved
+    v43 = _with_image(old, "api", "shop-api:43")
+    stored = merge_patch(v43, admission_patch("UPDATE", v43, old, ["api"], "ci"))
+    assert stored["metadata"]["annotations"][PENDING_HASH_ANNOTATION] == _hash(v43)
+    assert stored["spec"]["paused"] is True
+
+
+def test_going_back_to_the_approved_image_while_one_is_pending_resumes() -> None:
+    approved = _deployment()
+    pending = _with_image(approved, "api", "shop-api:42")
+    pending["spec"]["paused"] = True
+    pending["metadata"]["annotations"] = {
+        APPROVED_HASH_ANNOTATION: _hash(approved),
+        PENDING_HASH_ANNOTATION: _hash(pending),
+    }
+    back = _with_image(pending, "api", "shop-api:41")
+    stored = merge_patch(back, admission_patch("UPDATE", back, pending, ["api"], "ci"))
+    assert stored["spec"]["paused"] is False
+    assert PENDING_HASH_ANNOTATION not in stored["metadata"]["annotations"]
+
+
+def test_a_resume_while_pending_is_paused_again_and_who_did_it_is_recorded() -> None:
+    old = _deployment()
+    old["spec"]["paused"] = True
+    old["metadata"]["annotations"] = {PENDING_HASH_ANNOTATION: _hash(old)}
+    resumed = copy.deepcopy(old)
+    resumed["spec"]["paused"] = False
+    patch = admission_patch("UPDATE", resumed, old, ["api"], "bob")
+    assert patch == {
+        "spec": {"paused": True},
+        "metadata": {"annotations": {RESUME_REFUSED_ANNOTATION: "bob"}},
+    }
+
+
+def test_the_operators_own_release_passes() -> None:
+    old = _deployment()
+    old["spec"]["paused"] = True
+    old["metadata"]["annotations"] = {PENDING_HASH_ANNOTATION: _hash(old)}
+    released = json_patch(old, release_patch(_hash(old)))
+    assert admission_patch("UPDATE", released, old, ["api"], "operator") == {}
+
+
+def test_creation_with_the_approved_hash_passes() -> None:
+    new = _deployment()
+    new["metadata"]["annotations"] = {APPROVED_HASH_ANNOTATION: _hash(new)}
+    assert admission_patch("CREATE", new, None, ["api"], "argocd") == {}
+
+
+# ---- the operator's guarded patches ----------------------------------------------------
+
+
+def _paused_pending(deployment: dict[str, Any]) -> dict[str, Any]:
+    return merge_patch(deployment, admission_patch("CREATE", deployment, None, ["api"], "ci"))
+
+
+def test_release_unpauses_and_approves_the_migrated_hash() -> None:
+    paused = _paused_pending(_deployment())
+    released = json_patch(paused, release_patch(_hash(paused)))
+    assert released["spec"]["paused"] is False
+    assert released["metadata"]["annotations"] == {APPROVED_HASH_ANNOTATION: _hash(paused)}
+
+
+def test_release_of_an_older_hash_fails_when_a_newer_one_is_pending() -> None:
+    v42 = _paused_pending(_with_image(_deployment(), "api", "shop-api:42"))
+    v43 = _with_image(v42, "api", "shop-api:43")
+    v43 = merge_patch(v43, admission_patch("UPDATE", v43, v42, ["api"], "ci"))
+    with pytest.raises(ApiError) as refused:
+        json_patch(v43, release_patch(_hash(v42)))
+    assert refused.value.code == 422
+
+
+def test_approve_records_the_hash_of_a_deployment_that_was_never_paused() -> None:
+    deployment = _deployment()
+    approved = json_patch(deployment, approve_patch(deployment, _hash(deployment)))
+    assert approved["metadata"]["annotations"] == {APPROVED_HASH_ANNOTATION: _hash(deployment)}
+    assert "paused" not in approved["spec"]
+
+
+def test_forgetting_the_gate_resumes_a_paused_deployment_and_removes_its_annotations() -> None:
+    paused = _paused_pending(_deployment())
+    forgotten = json_patch(paused, forget_gate_patch(paused))
+    assert forgotten["spec"]["paused"] is False
+    assert forgotten["metadata"]["annotations"] == {}
+    assert forget_gate_patch(_deployment()) == []
+
+
+def test_forgetting_leaves_a_deployment_paused_by_someone_else_paused() -> None:
+    deployment = _deployment(annotations={APPROVED_HASH_ANNOTATION: "abc"})
+    deployment["spec"]["paused"] = True
+    forgotten = json_patch(deployment, forget_gate_patch(deployment))
+    assert forgotten["spec"]["paused"] is True
+
+
+def test_gate_step_releases_only_after_the_targets_migration_succeeded() -> None:
+    paused = _paused_pending(_deployment())
+    assert gate_step(paused, ["api"], target_succeeded=False) is None
+    step = gate_step(paused, ["api"], target_succeeded=True)
+    assert step == GateStep(_hash(paused), release=True)
+
+
+def test_gate_step_approves_an_ungated_deployment_after_its_migration() -> None:
+    step = gate_step(_deployment(), ["api"], target_succeeded=True)
+    assert step == GateStep(_hash(_deployment()), approve=True)
+    approved = _deployment(annotations={APPROVED_HASH_ANNOTATION: _hash(_deployment())})
+    assert gate_step(approved, ["api"], target_succeeded=True) is None
+
+
+def test_gate_step_reports_a_refused_resume() -> None:
+    paused = _paused_pending(_deployment())
+    paused["metadata"]["annotations"][RESUME_REFUSED_ANNOTATION] = "bob"
+    step = gate_step(paused, ["api"], target_succeeded=False)
+    assert step == GateStep(_hash(paused), resume_refused="bob")
+
+
+# ---- a bypassed gate -------------------------------------------------------------------
+
+
+def _pod(name: str, deployment: dict[str, Any], terminating: bool = False) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"name": name}
+    if terminating:
+        metadata["deletionTimestamp"] = "2026-11-28T15:00:00Z"
+    return {"metadata": metadata, "spec": copy.deepcopy(deployment["spec"]["template"]["spec"])}
+
+
+def test_pods_of_an_unapproved_hash_on_a_gated_deployment_are_a_bypass() -> None:
+    v41 = _deployment(annotations={APPROVED_HASH_ANNOTATION: _hash(_deployment())})
+    v42 = _with_image(v41, "api", "shop-api:42")  # changed without the webhook
+    pods = [_pod("old-1", v41), _pod("new-1", v42), _pod("new-2", v42, terminating=True)]
+    assert bypassed_by(v42, pods, ["api"]) == ["new-1"]
+
+
+def test_no_bypass_when_the_gate_held_or_was_never_set() -> None:
+    v41 = _deployment()
+    assert bypassed_by(v41, [_pod("old-1", v41)], ["api"]) == []  # adopted: never gated
+    paused = _paused_pending(_with_image(v41, "api", "shop-api:42"))
+    assert bypassed_by(paused, [_pod("old-1", v41)], ["api"]) == []
