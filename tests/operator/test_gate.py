@@ -200,7 +200,10 @@ def test_creation_with_the_approved_hash_passes() -> None:
 
 
 def _paused_pending(deployment: dict[str, Any]) -> dict[str, Any]:
-    return merge_patch(deployment, admission_patch("CREATE", deployment, None, ["api"], "ci"))
+    paused: dict[str, Any] = merge_patch(
+        deployment, admission_patch("CREATE", deployment, None, ["api"], "ci")
+    )
+    return paused
 
 
 def test_release_unpauses_and_approves_the_migrated_hash() -> None:
