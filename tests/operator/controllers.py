@@ -122,11 +122,16 @@ class JobController:
         pod_dir = self.workdir / pod_name
         volumes = self._prepare_volumes(namespace, pod_spec.get("volumes", []), pod_dir)
         outcome = ContainerOutcome("none", 0, "", "")
-        statuses: list[dict[str, Any]] = []
-        for container in pod_spec.get("initContainers", []) + pod_spec["containers"]:
+        statuses: dict[str, list[dict[str, Any]]] = {
+            "initContainerStatuses": [],
+            "containerStatuses": [],
+        }
+        steps = [("initContainerStatuses", c) for c in pod_spec.get("initContainers", [])]
+        steps += [("containerStatuses", c) for c in pod_spec["containers"]]
+        for kind, container in steps:
             outcome = await self._run_container(namespace, container, volumes, pod_dir)
             self.runs.append(outcome)
-            statuses.append(_terminated_status(outcome))
+            statuses[kind].append(_terminated_status(outcome))
             if outcome.exit_code != 0:
                 break
         await self.emulator.put_object(
@@ -148,7 +153,7 @@ class JobController:
                 "spec": pod_spec,
                 "status": {
                     "phase": "Succeeded" if outcome.exit_code == 0 else "Failed",
-                    "containerStatuses": statuses,
+                    **statuses,
                 },
             },
         )
@@ -214,11 +219,12 @@ class JobController:
         ]
         environment = self._environment(namespace, container, home)
         executable = shutil.which(command[0], path=environment["PATH"]) or command[0]
+        working_dir = container.get("workingDir")
         process = await asyncio.create_subprocess_exec(
             executable,
             *command[1:],
             env=environment,
-            cwd=home,
+            cwd=_translate(working_dir, mapping, image_root) if working_dir else home,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
         )
@@ -228,12 +234,12 @@ class JobController:
             process.kill()
             await process.wait()
             raise
-        return ContainerOutcome(
-            name=container["name"],
-            exit_code=process.returncode if process.returncode is not None else -1,
-            message=message_file.read_text(encoding="utf-8")[:4096],
-            log=output.decode(errors="replace"),
-        )
+        exit_code = process.returncode if process.returncode is not None else -1
+        log = output.decode(errors="replace")
+        message = message_file.read_text(encoding="utf-8")[:4096]
+        if not message and exit_code != 0 and _falls_back_to_logs(container):
+            message = _log_tail(log)
+        return ContainerOutcome(container["name"], exit_code, message, log)
 
 
 def _translate(argument: str, mapping: dict[str, Path], image_root: Path | None) -> str:
@@ -253,6 +259,16 @@ def _fail_job_exit_codes(job: dict[str, Any]) -> set[int]:
         if rule.get("action") == "FailJob" and exit_codes and exit_codes.get("operator") == "In":
             codes.update(exit_codes.get("values", []))
     return codes
+
+
+def _falls_back_to_logs(container: dict[str, Any]) -> bool:
+    return container.get("terminationMessagePolicy") == "FallbackToLogsOnError"
+
+
+def _log_tail(log: str) -> str:
+    """What the kubelet keeps of a failed container's log: the last 80 lines, 2048 bytes."""
+    tail = "\n".join(log.splitlines()[-80:])
+    return tail.encode()[-2048:].decode(errors="ignore")
 
 
 def _terminated_status(outcome: ContainerOutcome) -> dict[str, Any]:

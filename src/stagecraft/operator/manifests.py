@@ -23,6 +23,11 @@ MIGRATIONS_MOUNT = "/stagecraft/migrations"
 TERMINATION_MESSAGE_PATH = "/dev/termination-log"
 RUNNER_CONTAINER = "migrate"
 COPY_CONTAINER = "copy-migrations"
+# A knex Job's extra steps (knex_job.py): the plan before Knex, and Knex in the application image.
+KNEX_PLAN_CONTAINER = "plan"
+KNEX_CONTAINER = "knex"
+KNEX_STATE_MOUNT = "/stagecraft/state"
+KNEX_ENGINE = "knex"
 URL_VARIABLE = "STAGECRAFT_DATABASE_URL"  # what the CLI reads without --config
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
@@ -143,8 +148,9 @@ def runner_arguments(spec: DatabaseMigrationSpec, settings: RunnerSettings) -> l
     return arguments
 
 
-def runner_command(spec: DatabaseMigrationSpec, settings: RunnerSettings) -> list[str]:
-    """The runner wrapped so that its JSON document also becomes the termination message."""
+def _reporting(arguments: list[str]) -> list[str]:
+    """A Stagecraft command wrapped so that its JSON document also becomes the termination
+    message."""
     return [
         "python",
         "-m",
@@ -152,8 +158,51 @@ def runner_command(spec: DatabaseMigrationSpec, settings: RunnerSettings) -> lis
         "--termination-message-path",
         TERMINATION_MESSAGE_PATH,
         "--",
-        *runner_arguments(spec, settings),
+        *arguments,
     ]
+
+
+def runner_command(spec: DatabaseMigrationSpec, settings: RunnerSettings) -> list[str]:
+    if spec.migrations.engine == KNEX_ENGINE:
+        return _reporting(knex_step_arguments(spec, "after"))
+    return _reporting(runner_arguments(spec, settings))
+
+
+def knex_step_arguments(spec: DatabaseMigrationSpec, step: str) -> list[str]:
+    """`knex_job before|after`: the plan options only; Knex's own settings stay with Knex."""
+    arguments = ["python", "-m", "stagecraft.operator.knex_job", step, "--path", MIGRATIONS_MOUNT]
+    arguments += ["--state", f"{KNEX_STATE_MOUNT}/plan.json"]
+    for key, value in sorted(spec.migrations.options.items()):
+        if key in KNEX_PLAN_OPTIONS:
+            arguments += ["--option", f"{key}={_option_text(value)}"]
+    return arguments
+
+
+# Knex engine options that shape the plan (the rest say how Knex runs: knex_command's business).
+KNEX_PLAN_OPTIONS = frozenset({"table", "schema", "load_extensions", "sort_dirs_separately"})
+
+
+def knex_project_root(spec: DatabaseMigrationSpec) -> str:
+    """Where Knex runs in the application image: `project_root`, absolute or relative to the
+    migrations folder's parent, which is the default (`/app/migrations` -> `/app`)."""
+    parent = spec.migrations.path.rstrip("/").rpartition("/")[0] or "/"
+    root = str(spec.migrations.options.get("project_root") or "")
+    if root.startswith("/"):
+        return root
+    return f"{parent.rstrip('/')}/{root}".rstrip("/") if root else parent
+
+
+def knex_command(spec: DatabaseMigrationSpec) -> list[str]:
+    """The project's own `knex migrate:latest`, run from its project root."""
+    options = spec.migrations.options
+    command = [str(options.get("node") or "node")]
+    command.append(str(options.get("knex_bin") or "node_modules/knex/bin/cli.js"))
+    command.append("migrate:latest")
+    if options.get("knexfile"):
+        command += ["--knexfile", str(options["knexfile"])]
+    if options.get("environment"):
+        command += ["--env", str(options["environment"])]
+    return command
 
 
 def _environment(spec: DatabaseMigrationSpec) -> list[dict[str, Any]]:
@@ -193,15 +242,19 @@ def _volumes_and_init(
     return [{"name": "migrations", "emptyDir": {}}, scratch], [copy]
 
 
-def _runner_container(spec: DatabaseMigrationSpec, settings: RunnerSettings) -> dict[str, Any]:
+def _container(
+    spec: DatabaseMigrationSpec, name: str, image: str, command: list[str], mounts: list[str]
+) -> dict[str, Any]:
+    """A locked-down container with the URL from the Secret and the named volumes mounted."""
+    paths = {"migrations": MIGRATIONS_MOUNT, "tmp": "/tmp", "state": KNEX_STATE_MOUNT}  # noqa: S108 - private emptyDirs
     container: dict[str, Any] = {
-        "name": RUNNER_CONTAINER,
-        "image": settings.image,
-        "command": runner_command(spec, settings),
+        "name": name,
+        "image": image,
+        "command": command,
         "env": _environment(spec),
         "volumeMounts": [
-            {"name": "migrations", "mountPath": MIGRATIONS_MOUNT, "readOnly": True},
-            {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - a private emptyDir, not a shared /tmp
+            {"name": volume, "mountPath": paths[volume], "readOnly": volume == "migrations"}
+            for volume in mounts
         ],
         "terminationMessagePath": TERMINATION_MESSAGE_PATH,
         "terminationMessagePolicy": "File",
@@ -212,10 +265,42 @@ def _runner_container(spec: DatabaseMigrationSpec, settings: RunnerSettings) -> 
     return container
 
 
+def _runner_container(spec: DatabaseMigrationSpec, settings: RunnerSettings) -> dict[str, Any]:
+    mounts = ["migrations", "tmp"] + (["state"] if spec.migrations.engine == KNEX_ENGINE else [])
+    return _container(
+        spec, RUNNER_CONTAINER, settings.image, runner_command(spec, settings), mounts
+    )
+
+
+def _knex_steps(
+    spec: DatabaseMigrationSpec, source: MigrationSource, settings: RunnerSettings
+) -> list[dict[str, Any]]:
+    """Before the runner: Stagecraft's plan, then the project's Knex in the application image
+    (knex_job.py says why). Knex's output is its termination message when it fails."""
+    plan = _container(
+        spec,
+        KNEX_PLAN_CONTAINER,
+        settings.image,
+        _reporting(knex_step_arguments(spec, "before")),
+        ["migrations", "tmp", "state"],
+    )
+    knex = _container(spec, KNEX_CONTAINER, str(source.image), knex_command(spec), ["tmp"])
+    knex["workingDir"] = knex_project_root(spec)
+    knex["terminationMessagePolicy"] = "FallbackToLogsOnError"
+    url_variable = str(spec.migrations.options.get("url_env") or "DATABASE_URL")
+    if url_variable not in {variable["name"] for variable in knex["env"]}:
+        # The knexfile reads the URL from its own variable: expanded from the Secret's.
+        knex["env"].append({"name": url_variable, "value": f"$({spec.connection.env})"})
+    return [plan, knex]
+
+
 def _pod_spec(
     spec: DatabaseMigrationSpec, source: MigrationSource, settings: RunnerSettings
 ) -> dict[str, Any]:
     volumes, init_containers = _volumes_and_init(spec, source)
+    if spec.migrations.engine == KNEX_ENGINE:
+        volumes.append({"name": "state", "emptyDir": {}})
+        init_containers += _knex_steps(spec, source, settings)
     job = spec.job
     pod: dict[str, Any] = {
         "restartPolicy": "Never",
@@ -237,17 +322,24 @@ def _pod_spec(
     return pod
 
 
-def _pod_failure_policy() -> dict[str, Any]:
+def _fail_job_on(container: str, operator: str, codes: tuple[int, ...]) -> dict[str, Any]:
+    return {
+        "action": "FailJob",
+        "onExitCodes": {"containerName": container, "operator": operator, "values": list(codes)},
+    }
+
+
+def _pod_failure_policy(spec: DatabaseMigrationSpec) -> dict[str, Any]:
+    knex_rules = [
+        _fail_job_on(KNEX_PLAN_CONTAINER, "In", NON_RETRIABLE_EXIT_CODES),
+        # Knex's exit code does not tell a broken migration from a lost connection; the plan
+        # step reached the database a moment before, so a failure is the migration's.
+        _fail_job_on(KNEX_CONTAINER, "NotIn", (0,)),
+    ]
     return {
         "rules": [
-            {
-                "action": "FailJob",
-                "onExitCodes": {
-                    "containerName": RUNNER_CONTAINER,
-                    "operator": "In",
-                    "values": list(NON_RETRIABLE_EXIT_CODES),
-                },
-            },
+            _fail_job_on(RUNNER_CONTAINER, "In", NON_RETRIABLE_EXIT_CODES),
+            *(knex_rules if spec.migrations.engine == KNEX_ENGINE else []),
             # An evicted or preempted pod is no attempt of the migration: try again for free.
             {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
         ]
@@ -275,7 +367,7 @@ def job_manifest(
     labels = labels_for(hash_of_target)
     job_spec: dict[str, Any] = {
         "backoffLimit": spec.job.backoff_limit,
-        "podFailurePolicy": _pod_failure_policy(),
+        "podFailurePolicy": _pod_failure_policy(spec),
         "template": {
             "metadata": {
                 "labels": {**spec.job.pod_labels, **labels},

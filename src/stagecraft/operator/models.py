@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from ..config import MigrationsConfig
@@ -162,7 +169,13 @@ class Condition(_Model):
 
 class AppliedMigrationRecord(_Model):
     id: str
-    duration_ms: int | None = None
+    duration_ms: int | None = None  # unknown for Knex inside a Job: Knex does not time them
+
+    @model_serializer(mode="wrap")
+    def _unknown_duration_is_absent(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # A list item is written whole: a null would fail the CRD's integer (or be pruned).
+        data = handler(self)
+        return {key: value for key, value in data.items() if value is not None}
 
 
 class RunFailure(_Model):

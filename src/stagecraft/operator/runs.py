@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .conditions import Phase, Reason, Verdict
+from .manifests import KNEX_CONTAINER
 from .models import AppliedMigrationRecord, RunFailure, RunRecord
 
 # The runner's error types (engines/errors.py) and the condition reason each one calls for.
@@ -36,6 +37,8 @@ class JobObservation:
     finished_at: str | None = None
     failure_message: str | None = None  # from the Job's Failed condition
     termination_message: str | None = None  # the runner's JSON run document
+    # The container whose message that is, when not the runner: a step that failed before it.
+    message_from: str | None = None
 
 
 def _document(text: str | None) -> dict[str, Any] | None:
@@ -67,6 +70,12 @@ def _failure(job: JobObservation, document: dict[str, Any] | None) -> RunFailure
             line=error.get("line"),
             sqlstate=error.get("sqlstate"),
             message=str(error.get("message") or "the migration run failed"),
+        )
+    if job.message_from == KNEX_CONTAINER and job.termination_message:
+        # Knex's own output (the kubelet keeps the end of its log): its error and stack.
+        return RunFailure(
+            error="MigrationFailed",
+            message=f"knex migrate:latest failed: {job.termination_message.strip()}",
         )
     message = job.failure_message or "the migration Job failed"
     if job.termination_message and document is None:
@@ -126,19 +135,30 @@ def _true_condition(job: dict[str, Any], condition_type: str) -> dict[str, Any] 
     return None
 
 
-def _runner_message(pods: list[dict[str, Any]], container: str) -> str | None:
-    """The termination message of the runner in the newest pod that has one."""
+def _runner_message(pods: list[dict[str, Any]], container: str) -> tuple[str | None, str | None]:
+    """The message of the newest pod that has one, and the container it is from: the runner's,
+    or else that of the step (init container) that failed before the runner could start."""
     newest_first = sorted(
         pods,
         key=lambda pod: (pod.get("metadata") or {}).get("creationTimestamp") or "",
         reverse=True,
     )
     for pod in newest_first:
-        for status in (pod.get("status") or {}).get("containerStatuses") or []:
-            terminated = (status.get("state") or {}).get("terminated") or {}
-            if status.get("name") == container and terminated.get("message"):
-                return str(terminated["message"])
-    return None
+        status = pod.get("status") or {}
+        failed_step: tuple[str | None, str | None] = (None, None)
+        for container_status in (status.get("initContainerStatuses") or []) + (
+            status.get("containerStatuses") or []
+        ):
+            terminated = (container_status.get("state") or {}).get("terminated") or {}
+            if not terminated.get("message"):
+                continue
+            if container_status.get("name") == container:
+                return str(terminated["message"]), None
+            if terminated.get("exitCode") and failed_step[1] is None:
+                failed_step = (str(terminated["message"]), str(container_status.get("name")))
+        if failed_step[0] is not None:
+            return failed_step
+    return None, None
 
 
 def observe_job(
@@ -150,6 +170,7 @@ def observe_job(
     complete = _true_condition(job, "Complete")
     failed = _true_condition(job, "Failed")
     finished = complete or failed
+    message, message_from = _runner_message(pods, container) if finished else (None, None)
     return JobObservation(
         name=str(metadata.get("name")),
         target_hash=(metadata.get("labels") or {}).get(hash_label),
@@ -158,5 +179,6 @@ def observe_job(
         started_at=status.get("startTime"),
         finished_at=status.get("completionTime") or (finished or {}).get("lastTransitionTime"),
         failure_message=(failed or {}).get("message"),
-        termination_message=_runner_message(pods, container) if finished else None,
+        termination_message=message,
+        message_from=message_from,
     )

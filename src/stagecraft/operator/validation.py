@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from ..engines import registry
 from ..engines.errors import InvalidOptions, UnknownEngine
+from .manifests import KNEX_ENGINE
 from .models import DatabaseMigrationSpec
 
 
@@ -79,10 +80,36 @@ def _registry_problems(raw_spec: Mapping[str, Any]) -> list[SpecProblem]:
     return []
 
 
+def _job_problems(spec: DatabaseMigrationSpec) -> list[SpecProblem]:
+    """What an engine needs of its Job that the spec's shape cannot say: Knex runs in the
+    application image (a ConfigMap holds no Node.js project), and the Job copies one folder."""
+    if spec.migrations.engine != KNEX_ENGINE:
+        return []
+    problems: list[SpecProblem] = []
+    if spec.config_map is not None:
+        problems.append(
+            SpecProblem(
+                _field("configMap"),
+                "the knex engine runs the project's Knex CLI in the application image: name "
+                "the image (deployment or image) instead of a ConfigMap",
+            )
+        )
+    if spec.migrations.options.get("extra_directories"):
+        problems.append(
+            SpecProblem(
+                _field("migrations", "options", "extra_directories"),
+                "a migration Job copies one folder (migrations.path) out of the image: use one "
+                "DatabaseMigration per folder, or one folder",
+            )
+        )
+    return problems
+
+
 def validate_spec(raw_spec: Mapping[str, Any]) -> SpecValidation:
     problems = _registry_problems(raw_spec)
     try:
         spec = DatabaseMigrationSpec.model_validate(dict(raw_spec))
     except ValidationError as error:
         return SpecValidation(None, (*_structure_problems(error), *problems))
+    problems += _job_problems(spec)
     return SpecValidation(spec if not problems else None, tuple(problems))
