@@ -9,6 +9,8 @@ import click
 from .. import __version__
 from .common import reports_errors
 from .migrate import migrate
+from .operator_command import operator
+from .render import render
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -22,6 +24,8 @@ def cli() -> None:
 
 
 cli.add_command(migrate)
+cli.add_command(render)
+cli.add_command(operator)
 
 
 @cli.group()

@@ -12,13 +12,16 @@ from ..engines.errors import (
     RunRefused,
     StagecraftError,
 )
+from .cluster import ClusterUnreachable
 
 
 class ExitCode(IntEnum):
     OK = 0
     MIGRATION_FAILED = 1  # a migration's SQL failed; nothing of it was recorded unless dirty
     INVALID_INPUT = 2  # bad command line, config, options, URL or migrations folder
-    DATABASE_UNAVAILABLE = 3  # cannot connect, connection lost, or lock wait exceeded: retry later
+    # cannot connect (to the database, or the API server for `--cluster`), connection lost, or
+    # lock wait exceeded: retry later
+    DATABASE_UNAVAILABLE = 3
     REFUSED = 4  # the plan has problems (dirty, drift, missing, out of order) or changed
 
 
@@ -27,6 +30,7 @@ _BY_ERROR: tuple[tuple[type[StagecraftError], ExitCode], ...] = (
     (MigrationFailed, ExitCode.MIGRATION_FAILED),
     (DatabaseUnavailable, ExitCode.DATABASE_UNAVAILABLE),
     (LockTimeout, ExitCode.DATABASE_UNAVAILABLE),
+    (ClusterUnreachable, ExitCode.DATABASE_UNAVAILABLE),
     (RunRefused, ExitCode.REFUSED),
     (PlanChanged, ExitCode.REFUSED),
 )

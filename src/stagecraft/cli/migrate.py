@@ -17,6 +17,7 @@ from ..engines.base import (
     SupportsResolve,
 )
 from ..engines.errors import ResolveError, StagecraftError
+from .cluster import Request, connect, request_retry, request_run
 from .common import fail, reports_errors, target_options
 from .output import (
     PlainProgress,
@@ -29,7 +30,7 @@ from .output import (
     run_document,
     status_rows,
 )
-from .target import Target, resolve_target
+from .target import Target, UsageProblem, resolve_target
 
 _ALLOW_FLAGS = [
     click.option(
@@ -74,6 +75,49 @@ def _plan_options(target: Target, kwargs: dict[str, Any]) -> PlanOptions:
         database_url=target.database_url,
         options=target.options,
         lock_timeout=kwargs["lock_timeout"],
+    )
+
+
+_CLUSTER_OPTIONS = [
+    click.option(
+        "--namespace",
+        "-n",
+        "namespace",
+        metavar="NAMESPACE",
+        help="The resource's namespace (default: the kubeconfig context's, as for kubectl).",
+    ),
+    click.option(
+        "--kubeconfig",
+        metavar="FILE",
+        help="Kubeconfig to use (default: KUBECONFIG, ~/.kube/config, else in-cluster).",
+    ),
+    click.option("--context", metavar="NAME", help="Kubeconfig context (default: the current)."),
+]
+
+
+def cluster_options(command: Any) -> Any:
+    for option in reversed(_CLUSTER_OPTIONS):
+        command = option(command)
+    return command
+
+
+def _report_request(request: Request, output: str) -> None:
+    if output == "json":
+        emit_json(
+            {
+                "kind": request.kind,
+                "namespace": request.namespace,
+                "name": request.name,
+                "annotation": request.annotation,
+                "value": request.value,
+            }
+        )
+        return
+    asked = "a fresh attempt" if request.kind == "retry-request" else "a run"
+    click.echo(
+        f"asked the operator for {asked} of DatabaseMigration {request.name} in namespace "
+        f"{request.namespace} ({request.annotation}={request.value}); "
+        f"`kubectl get databasemigration {request.name} -n {request.namespace}` shows its progress"
     )
 
 
@@ -124,9 +168,30 @@ def status(**kwargs: Any) -> None:
     metavar="FINGERPRINT",
     help="Refuse unless the pending migrations are exactly the reviewed plan.",
 )
+@click.option(
+    "--cluster",
+    metavar="NAME",
+    help="Instead of running here, ask the operator to run the manual-strategy "
+    "DatabaseMigration NAME (writes its stagecraft.dev/run-request annotation).",
+)
+@click.option(
+    "--plan",
+    metavar="HASH",
+    help="With --cluster: run only if the plan is still the one with this hash in the status.",
+)
+@cluster_options
 @reports_errors
 def run(**kwargs: Any) -> None:
-    """Apply pending migrations, each in its own transaction with its tracking row."""
+    """Apply pending migrations, each in its own transaction with its tracking row.
+
+    With --cluster NAME, ask the operator to run a DatabaseMigration instead.
+    """
+    if kwargs["cluster"] is not None:
+        _request_cluster_run(kwargs)
+        return
+    for flag in ("plan", "namespace", "kubeconfig", "context"):
+        if kwargs[flag] is not None:
+            raise UsageProblem(f"--{flag} goes with --cluster NAME (a run by the operator)")
     allow = _allow(kwargs)
     target = _target(kwargs)
     json_output = kwargs["output"] == "json"
@@ -155,6 +220,40 @@ def run(**kwargs: Any) -> None:
         emit_json(run_document(report, target.database_url, None))
     else:
         print_run(report)
+
+
+_LOCAL_ONLY = (
+    "config", "database", "engine", "path", "database_url", "option_pairs", "expect_plan",
+    "dry_run", "allow_checksum_mismatch", "allow_missing", "allow_out_of_order",
+)  # fmt: skip
+
+
+def _request_cluster_run(kwargs: dict[str, Any]) -> None:
+    given = [name for name in _LOCAL_ONLY if kwargs[name]]
+    if given:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise UsageProblem(
+            f"--cluster asks the operator to run; {flags} only apply to a run here: drop them"
+        )
+    connection = connect(kwargs["kubeconfig"], kwargs["context"])
+    namespace = kwargs["namespace"] or connection.default_namespace
+    request = request_run(connection, namespace, kwargs["cluster"], kwargs["plan"])
+    _report_request(request, kwargs["output"])
+
+
+@migrate.command()
+@click.argument("name")
+@cluster_options
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@reports_errors
+def retry(
+    name: str, namespace: str | None, kubeconfig: str | None, context: str | None, output: str
+) -> None:
+    """Ask the operator for a fresh attempt of DatabaseMigration NAME now, whatever its last
+    result (writes its stagecraft.dev/retry annotation)."""
+    connection = connect(kubeconfig, context)
+    request = request_retry(connection, namespace or connection.default_namespace, name)
+    _report_request(request, output)
 
 
 def _resolvable(target: Target) -> SupportsResolve:

@@ -23,7 +23,7 @@ from .models import (
 
 def database_migration_manifest(
     name: str,
-    namespace: str,
+    namespace: str | None,
     database: DatabaseConfig,
     *,
     secret: SecretKeyRef,
@@ -32,7 +32,7 @@ def database_migration_manifest(
     config_map: str | None = None,
 ) -> dict[str, Any]:
     """The resource for one `databases.<name>` entry; raises pydantic's ValidationError when the
-    arguments name no source of files, or two."""
+    arguments name no source of files, or two. Without a namespace, `kubectl apply -n` decides."""
     spec = DatabaseMigrationSpec(
         migrations=database.migrations,
         connection=ConnectionSpec(env=database.connection_env, secret_key_ref=secret),
@@ -43,7 +43,7 @@ def database_migration_manifest(
     return {
         "apiVersion": API_VERSION,
         "kind": KIND,
-        "metadata": {"name": name, "namespace": namespace},
+        "metadata": {"name": name} | ({"namespace": namespace} if namespace else {}),
         "spec": spec.model_dump(
             by_alias=True, exclude_none=True, exclude_defaults=True, mode="json"
         )
