@@ -1,0 +1,206 @@
+"""The mutating webhook that gates Deployments: AdmissionReviews over HTTP to kopf's real webhook
+server, with the DatabaseMigrations indexed by the running operator from the emulator."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import uuid
+from typing import Any
+
+import aiohttp
+
+from stagecraft.operator.gate import (
+    APPROVED_HASH_ANNOTATION,
+    PENDING_HASH_ANNOTATION,
+    RESUME_REFUSED_ANNOTATION,
+    deployment_gate_hash,
+)
+from stagecraft.operator.webhooks import GATE_HANDLER_ID
+from tests.operator.emulator import json_patch
+from tests.operator.harness import Cluster
+
+DEPLOYMENT_RESOURCE = {"group": "apps", "version": "v1", "resource": "deployments"}
+
+
+def _deployment(name: str = "shop-api", image: str = "shop-api:41") -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": "shop"},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "api", "image": image}]},
+            },
+        },
+    }
+
+
+def _review(
+    new: dict[str, Any],
+    old: dict[str, Any] | None = None,
+    *,
+    dry_run: bool = False,
+    subresource: str | None = None,
+) -> dict[str, Any]:
+    """An AdmissionReview as the API server sends it for a Deployment."""
+    request: dict[str, Any] = {
+        "uid": str(uuid.uuid4()),
+        "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
+        "resource": DEPLOYMENT_RESOURCE,
+        "requestKind": {"group": "apps", "version": "v1", "kind": "Deployment"},
+        "requestResource": DEPLOYMENT_RESOURCE,
+        "name": new["metadata"]["name"],
+        "namespace": "shop",
+        "operation": "CREATE" if old is None else "UPDATE",
+        "userInfo": {"username": "alice", "groups": ["system:authenticated"]},
+        "object": new,
+        "oldObject": old,
+        "dryRun": dry_run,
+    }
+    if subresource:
+        request["subResource"] = subresource
+    return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request}
+
+
+async def _admitted(cluster: Cluster, review: dict[str, Any]) -> dict[str, Any]:
+    """What the API server would store: the object with the webhook's JSON Patch applied."""
+    url = f"{cluster.operator.webhook_url}/{GATE_HANDLER_ID}"
+    async with aiohttp.ClientSession() as session, session.post(url, json=review) as response:
+        assert response.status == 200
+        answer: dict[str, Any] = await response.json()
+    result: dict[str, Any] = answer["response"]
+    assert result["uid"] == review["request"]["uid"]
+    assert result["allowed"] is True
+    new: dict[str, Any] = review["request"]["object"]
+    if "patch" not in result:
+        return new
+    assert result["patchType"] == "JSONPatch"
+    return json_patch(new, json.loads(base64.b64decode(result["patch"])))
+
+
+async def _gated_by(cluster: Cluster, strategy: str = "pre_deploy") -> None:
+    """A DatabaseMigration referencing shop-api, indexed by the operator once it has its status."""
+    await cluster.apply_database_migration(
+        "shop-db",
+        {
+            "migrations": {"engine": "raw", "path": "/app/migrations", "strategy": strategy},
+            "connection": {"secretKeyRef": {"name": "shop-db", "key": "url"}},
+            "deployment": {"name": "shop-api", "containers": ["api"]},
+        },
+    )
+    await cluster.wait_for_status("shop-db", lambda status: status.get("observedGeneration") == 1)
+
+
+def _hash(deployment: dict[str, Any]) -> str:
+    return deployment_gate_hash(deployment, ["api"])
+
+
+def _approved(image: str = "shop-api:41") -> dict[str, Any]:
+    deployment = _deployment(image=image)
+    deployment["metadata"]["annotations"] = {APPROVED_HASH_ANNOTATION: _hash(deployment)}
+    return deployment
+
+
+async def test_creation_of_a_gated_deployment_is_paused_with_its_pending_hash(
+    cluster: Cluster,
+) -> None:
+    await _gated_by(cluster)
+    new = _deployment()
+
+    stored = await _admitted(cluster, _review(new))
+
+    assert stored["spec"]["paused"] is True
+    assert stored["metadata"]["annotations"] == {PENDING_HASH_ANNOTATION: _hash(new)}
+
+
+async def test_a_new_image_is_paused_in_the_same_write(cluster: Cluster) -> None:
+    await _gated_by(cluster)
+    old = _approved()
+    new = copy.deepcopy(old)
+    new["spec"]["template"]["spec"]["containers"][0]["image"] = "shop-api:42"
+
+    stored = await _admitted(cluster, _review(new, old))
+
+    assert stored["spec"]["paused"] is True
+    assert stored["metadata"]["annotations"][PENDING_HASH_ANNOTATION] == _hash(new)
+    assert stored["spec"]["template"] == new["spec"]["template"]
+
+
+async def test_restart_and_scale_pass_untouched(cluster: Cluster) -> None:
+    await _gated_by(cluster)
+    old = _approved()
+    restarted = copy.deepcopy(old)
+    restarted["spec"]["template"]["metadata"]["annotations"] = {
+        "kubectl.kubernetes.io/restartedAt": "2026-11-28T15:00:00Z"
+    }
+    scaled = copy.deepcopy(old)
+    scaled["spec"]["replicas"] = 6
+
+    for new in (restarted, scaled):
+        assert await _admitted(cluster, _review(new, old)) == new
+
+
+async def test_scale_subresource_requests_pass_untouched(cluster: Cluster) -> None:
+    await _gated_by(cluster)
+    scale = {
+        "apiVersion": "autoscaling/v1",
+        "kind": "Scale",
+        "metadata": {"name": "shop-api", "namespace": "shop"},
+        "spec": {"replicas": 4},
+    }
+    old = {**scale, "spec": {"replicas": 2}}
+
+    assert await _admitted(cluster, _review(scale, old, subresource="scale")) == scale
+
+
+async def test_deployments_without_a_pre_deploy_resource_pass_untouched(cluster: Cluster) -> None:
+    await _gated_by(cluster, strategy="post_deploy")
+    new = _deployment()
+    other = _deployment(name="billing")
+
+    assert await _admitted(cluster, _review(new)) == new
+    assert await _admitted(cluster, _review(other)) == other
+
+
+async def test_a_manual_resume_while_pending_is_paused_again_and_recorded(
+    cluster: Cluster,
+) -> None:
+    await _gated_by(cluster)
+    old = _deployment(image="shop-api:42")
+    old["spec"]["paused"] = True
+    old["metadata"]["annotations"] = {PENDING_HASH_ANNOTATION: _hash(old)}
+    resumed = copy.deepcopy(old)
+    resumed["spec"]["paused"] = False  # kubectl rollout resume
+
+    stored = await _admitted(cluster, _review(resumed, old))
+
+    assert stored["spec"]["paused"] is True
+    assert stored["metadata"]["annotations"][RESUME_REFUSED_ANNOTATION] == "alice"
+    assert stored["metadata"]["annotations"][PENDING_HASH_ANNOTATION] == _hash(old)
+
+
+async def test_dry_run_gets_the_same_answer_and_changes_nothing(cluster: Cluster) -> None:
+    await _gated_by(cluster)
+    before = {
+        plural: cluster.emulator.stored_objects(group, plural)
+        for group, plural in (("apps", "deployments"), ("", "events"))
+    }
+    old = _approved()
+    new = copy.deepcopy(old)
+    new["spec"]["template"]["spec"]["containers"][0]["image"] = "shop-api:42"
+
+    dry = await _admitted(cluster, _review(new, old, dry_run=True))
+    real = await _admitted(cluster, _review(new, old))
+
+    assert dry == real
+    assert dry["spec"]["paused"] is True
+    after = {
+        plural: cluster.emulator.stored_objects(group, plural)
+        for group, plural in (("apps", "deployments"), ("", "events"))
+    }
+    assert after == before
