@@ -111,6 +111,40 @@ def test_knex_settings_go_to_knex_and_plan_settings_to_the_plan() -> None:
     assert not any("knexfile" in argument for argument in plan["command"])
 
 
+@pytest.mark.parametrize(
+    ("path", "project_root", "working_dir"),
+    [
+        ("/app/migrations", None, "/app"),
+        ("/app/db/migrations", "..", "/app"),
+        ("/app/migrations", "/srv/api", "/srv/api"),
+        ("./migrations", None, None),  # the image's own working directory
+        ("migrations", None, None),
+    ],
+)
+def test_knex_runs_in_the_project_root_or_the_images_working_directory(
+    path: str, project_root: str | None, working_dir: str | None
+) -> None:
+    options = {"project_root": project_root} if project_root else {}
+    spec = DatabaseMigrationSpec.model_validate(
+        _raw_spec(options) | {"migrations": {"engine": "knex", "path": path, "options": options}}
+    )
+    source = MigrationSource(image=APP_IMAGE)
+    job = job_manifest(RESOURCE, spec, source, target_hash(spec, source), SETTINGS)
+
+    tool = _named(job["spec"]["template"]["spec"]["initContainers"], KNEX_CONTAINER)
+    assert tool.get("workingDir") == working_dir
+
+
+def test_a_knex_project_root_relative_to_the_images_working_directory_is_refused() -> None:
+    spec = _raw_spec() | {"migrations": {"engine": "knex", "path": "app/migrations"}}
+
+    result = validate_spec(spec)
+
+    assert not result.valid
+    assert "spec.migrations.path" in result.message
+    assert "absolute" in result.message
+
+
 def test_a_failing_knex_or_a_refused_plan_fails_the_job_without_retries() -> None:
     rules = _pod()["podFailurePolicy"]["rules"]
 

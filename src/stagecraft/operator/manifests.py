@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import posixpath
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import Any
 
 from .models import API_VERSION, KIND, DatabaseMigrationSpec
@@ -182,14 +184,13 @@ def knex_step_arguments(spec: DatabaseMigrationSpec, step: str) -> list[str]:
 KNEX_PLAN_OPTIONS = frozenset({"table", "schema", "load_extensions", "sort_dirs_separately"})
 
 
-def knex_project_root(spec: DatabaseMigrationSpec) -> str:
+def knex_project_root(spec: DatabaseMigrationSpec) -> str | None:
     """Where Knex runs in the application image: `project_root`, absolute or relative to the
-    migrations folder's parent, which is the default (`/app/migrations` -> `/app`)."""
-    parent = spec.migrations.path.rstrip("/").rpartition("/")[0] or "/"
-    root = str(spec.migrations.options.get("project_root") or "")
-    if root.startswith("/"):
-        return root
-    return f"{parent.rstrip('/')}/{root}".rstrip("/") if root else parent
+    migrations folder's parent, which is the default (`/app/migrations` -> `/app`). None: the
+    image's own working directory (a relative `migrations` folder lies in it)."""
+    parent = PurePosixPath(spec.migrations.path).parent
+    root = posixpath.normpath(parent / str(spec.migrations.options.get("project_root") or "."))
+    return None if root == "." else root
 
 
 def knex_command(spec: DatabaseMigrationSpec) -> list[str]:
@@ -285,7 +286,9 @@ def _knex_steps(
         ["migrations", "tmp", "state"],
     )
     knex = _container(spec, KNEX_CONTAINER, str(source.image), knex_command(spec), ["tmp"])
-    knex["workingDir"] = knex_project_root(spec)
+    root = knex_project_root(spec)
+    if root is not None:
+        knex["workingDir"] = root
     knex["terminationMessagePolicy"] = "FallbackToLogsOnError"
     url_variable = str(spec.migrations.options.get("url_env") or "DATABASE_URL")
     if url_variable not in {variable["name"] for variable in knex["env"]}:

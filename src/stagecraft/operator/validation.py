@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from ..engines import registry
 from ..engines.errors import InvalidOptions, UnknownEngine
-from .manifests import KNEX_ENGINE
+from .manifests import KNEX_ENGINE, knex_project_root
 from .models import DatabaseMigrationSpec
 
 
@@ -92,6 +92,16 @@ def _job_problems(spec: DatabaseMigrationSpec) -> list[SpecProblem]:
                 _field("configMap"),
                 "the knex engine runs the project's Knex CLI in the application image: name "
                 "the image (deployment or image) instead of a ConfigMap",
+            )
+        )
+    root = knex_project_root(spec)
+    if root is not None and not root.startswith("/"):
+        problems.append(
+            SpecProblem(
+                _field("migrations", "path"),
+                f"Knex would run in {root!r}, relative to the image's working directory, which "
+                "a Job cannot name: give the folder inside the image as an absolute path, or "
+                "set options.project_root to one",
             )
         )
     if spec.migrations.options.get("extra_directories"):
