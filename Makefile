@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_WORKERS ?= 2
 
-.PHONY: demo test lint check-types pytest bench deps postgres node-tools clean crds
+.PHONY: demo test lint check-types pytest bench deps postgres node-tools checkov clean crds
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,13 +26,22 @@ tools/node/node_modules/.installed: tools/node/package.json tools/node/package-l
 
 node-tools: tools/node/node_modules/.installed
 
+# checkov (the chart's and Dockerfile's security scan in tests/chart) has many pinned
+# dependencies of its own: it gets a virtualenv of its own.
+tools/checkov/.installed: tools/checkov/requirements.txt
+	$(PYTHON) -m venv tools/checkov/venv
+	tools/checkov/venv/bin/pip install --quiet --disable-pip-version-check -r $<
+	touch $@
+
+checkov: tools/checkov/.installed
+
 lint: deps
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-pytest: deps postgres node-tools
+pytest: deps postgres node-tools checkov
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 test: lint pytest
@@ -42,6 +51,7 @@ test: lint pytest
 crds: deps
 	mkdir -p crds
 	$(BIN)/python -m stagecraft.operator.crd > crds/databasemigrations.stagecraft.dev.yaml
+	cp crds/databasemigrations.stagecraft.dev.yaml charts/stagecraft/crds/
 
 demo: deps
 	examples/demo.sh
@@ -53,4 +63,4 @@ bench: deps postgres node-tools
 	$(BIN)/python bench/bench_knex.py
 
 clean:
-	rm -rf $(VENV) tools/node/node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) tools/node/node_modules tools/checkov/venv tools/checkov/.installed .mypy_cache .ruff_cache .pytest_cache .hypothesis
