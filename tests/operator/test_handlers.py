@@ -39,3 +39,10 @@ def test_timer_looks_only_at_scheduled_retries_and_jobs_in_flight() -> None:
     assert looked_at({"lastRun": {"result": "Running"}})
     assert not looked_at({"lastRun": {"result": "Succeeded"}})
     assert not looked_at({})
+
+
+def test_timer_looks_at_a_resource_waiting_for_a_rollout() -> None:
+    waiting = {"type": "Reconciling", "status": "True", "reason": "WaitingForRollout"}
+    ready = {"type": "Ready", "status": "True", "reason": "Succeeded"}
+    assert waits_on_time_or_a_job({"conditions": [waiting]})
+    assert not waits_on_time_or_a_job({"conditions": [ready]})

@@ -25,6 +25,7 @@ class Reason(StrEnum):
     # Reconciling=True
     JOB_RUNNING = "JobRunning"  # a migration Job for the current target is in flight
     RETRY_SCHEDULED = "RetryScheduled"  # a transient failure; the next attempt starts by itself
+    WAITING_FOR_ROLLOUT = "WaitingForRollout"  # post_deploy: the new version is not fully out yet
     # Stalled=True: a person has to act
     INVALID_SPEC = "InvalidSpec"  # the spec fails the checks of stagecraft.yml or the registry
     SOURCE_NOT_FOUND = "SourceNotFound"  # the Deployment or ConfigMap holding the files is missing
@@ -32,9 +33,9 @@ class Reason(StrEnum):
     RUN_REFUSED = "RunRefused"  # the plan has problems (dirty, edited, missing, out of order)
     DATABASE_UNAVAILABLE = "DatabaseUnavailable"  # the Job gave up reaching the database
     JOB_FAILED = "JobFailed"  # the Job failed without a readable run summary
+    ROLLOUT_FAILED = "RolloutFailed"  # post_deploy: the rollout hit ProgressDeadlineExceeded
     # Neither in flight nor stalled: nothing happens until something outside changes
     WAITING_FOR_RUN_REQUEST = "WaitingForRunRequest"  # manual strategy, no request yet
-    WAITING_FOR_ROLLOUT = "WaitingForRollout"  # reserved for the rollout gate (issue 5)
 
 
 class EventReason(StrEnum):
@@ -43,6 +44,7 @@ class EventReason(StrEnum):
     RUN_STARTED = "RunStarted"
     RUN_SUCCEEDED = "RunSucceeded"
     RUN_FAILED = "RunFailed"
+    RUN_REQUEST_REFUSED = "RunRequestRefused"  # a run request bound to a plan that is not current
 
 
 class Phase(StrEnum):

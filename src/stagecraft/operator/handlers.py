@@ -13,6 +13,7 @@ from typing import Any
 
 import kopf
 
+from .conditions import RECONCILING, Reason
 from .manifests import MANAGED_BY, MANAGED_BY_LABEL
 from .models import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from .reconcile import Reconciler
@@ -47,9 +48,17 @@ API_ERROR_BACKOFF = 5.0
 
 def waits_on_time_or_a_job(status: Mapping[str, Any], **_: Any) -> bool:
     """Resources a timer must look at: a retry is scheduled (no event will come when it is due),
-    or a Job is in flight (a Job event whose handling failed is not delivered again)."""
+    a Job is in flight (a Job event whose handling failed is not delivered again), or a rollout
+    (the last old pod going away changes a pod, not always the Deployment's status)."""
     last_run = status.get("lastRun") or {}
-    return bool(status.get("nextRetryAt")) or last_run.get("result") == "Running"
+    waits_for_rollout = any(
+        condition.get("type") == RECONCILING
+        and condition.get("reason") == Reason.WAITING_FOR_ROLLOUT
+        for condition in status.get("conditions") or []
+    )
+    return (
+        bool(status.get("nextRetryAt")) or last_run.get("result") == "Running" or waits_for_rollout
+    )
 
 
 def register_handlers(

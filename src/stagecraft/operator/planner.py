@@ -21,8 +21,11 @@ from typing import Any
 
 from ..config import Strategy
 from .conditions import Phase, Reason, Verdict
+from .gate import deployment_gate_hash
 from .manifests import MigrationSource, job_name, target_hash
-from .models import DatabaseMigrationSpec, RunRecord
+from .models import DatabaseMigrationSpec, DeploymentReference, RunRecord
+from .requests import parse_run_request
+from .rollout import rollout_state
 from .runs import JobObservation, run_record, verdict_for
 from .validation import SpecValidation
 
@@ -73,6 +76,7 @@ class Observed:
     job: JobObservation | None = None  # the Job of the target's current attempt, if it exists
     retry_request: str | None = None  # an unhandled stagecraft.dev/retry token
     run_request: str | None = None  # an unhandled stagecraft.dev/run-request token
+    run_request_annotation: str | None = None  # that annotation as it is, handled or not
     scheduled_retry_at: datetime | None = None  # status.nextRetryAt, set while a retry waits
     retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
     deployment: DeploymentObservation | None = None  # spec.deployment, when it exists
@@ -88,27 +92,84 @@ class Decision:
     next_retry_at: datetime | None = None
     consumed_retry: str | None = None  # request tokens this decision acts on
     consumed_run_request: str | None = None
+    refused_run_request: str | None = None  # a request for another plan: consumed, not run
 
 
-def run_gate(spec: DatabaseMigrationSpec, observed: Observed) -> Verdict | None:
+def run_gate(spec: DatabaseMigrationSpec, observed: Observed, target: str) -> Verdict | None:
     """Why a first run for a new target may not start yet, or None when it may start now.
 
-    Issue 5 adds the rollout conditions here (pre_deploy waits for the paused template,
-    post_deploy for a complete rollout); until then both run as soon as the target changes.
+    manual waits for a run request (for this plan, if it names one); post_deploy waits for the
+    rollout of the referenced Deployment's template to be complete.
     """
-    if spec.migrations.strategy is Strategy.MANUAL and _run_request(spec, observed) is None:
+    strategy = spec.migrations.strategy
+    if strategy is Strategy.MANUAL and _run_request(spec, observed, target) is None:
         return Verdict(
             Phase.WAITING,
             Reason.WAITING_FOR_RUN_REQUEST,
-            "manual strategy: waiting for `stagecraft migrate run --cluster` or the "
-            "stagecraft.dev/run-request annotation",
+            f"manual strategy: waiting for a run request for plan {target}: "
+            f"`stagecraft migrate run --cluster {observed.resource_name} --plan {target}`, or "
+            "the stagecraft.dev/run-request annotation",
         )
+    if strategy is Strategy.POST_DEPLOY and spec.deployment is not None:
+        return _post_deploy_gate(spec.deployment, observed)
     return None
 
 
-def _run_request(spec: DatabaseMigrationSpec, observed: Observed) -> str | None:
-    """A run request counts for the manual strategy only; the others run by themselves."""
-    return observed.run_request if spec.migrations.strategy is Strategy.MANUAL else None
+def _post_deploy_gate(reference: DeploymentReference, observed: Observed) -> Verdict | None:
+    """post_deploy runs the Job for gate hash H once the rollout of H is complete; a failed
+    rollout runs nothing, and a newer template is a new H to wait for (the target follows it)."""
+    deployment = observed.deployment
+    name = reference.name
+    if deployment is None:
+        message = f"post_deploy: waiting for Deployment {name} to exist and roll out"
+        return Verdict(Phase.RECONCILING, Reason.WAITING_FOR_ROLLOUT, message)
+    gate = deployment_gate_hash(deployment.body, reference.containers)
+    state = rollout_state(deployment.body, deployment.pods, gate_hash=gate, current_hash=gate)
+    if state.complete:
+        return None
+    if state.failed:
+        return Verdict(
+            Phase.STALLED,
+            Reason.ROLLOUT_FAILED,
+            f"post_deploy: the rollout of Deployment {name} (gate hash {gate}) failed: "
+            f"{state.message}; nothing runs until a new rollout completes",
+        )
+    return Verdict(
+        Phase.RECONCILING,
+        Reason.WAITING_FOR_ROLLOUT,
+        f"post_deploy: waiting for the rollout of Deployment {name} (gate hash {gate}) to "
+        f"complete: {state.message}",
+    )
+
+
+def _run_request(spec: DatabaseMigrationSpec, observed: Observed, target: str) -> str | None:
+    """A run request counts for the manual strategy only (the others run by themselves), and
+    only for the plan it names, when it names one."""
+    if spec.migrations.strategy is not Strategy.MANUAL or observed.run_request is None:
+        return None
+    plan = parse_run_request(observed.run_request).plan
+    return observed.run_request if plan in (None, target) else None
+
+
+def _answer_run_request_for_another_plan(
+    decision: Decision, spec: DatabaseMigrationSpec, observed: Observed, target: str
+) -> Decision:
+    """A run request bound to a plan that is not the current one does not run: a new one is
+    refused (consumed, and reported once), and the status says so while the annotation stays."""
+    value = observed.run_request_annotation
+    if spec.migrations.strategy is not Strategy.MANUAL or value is None:
+        return decision
+    plan = parse_run_request(value).plan
+    if plan is None or plan == target:
+        return decision
+    note = (
+        f"the run request {value!r} is for plan {plan}, not for the current plan {target}; "
+        f"ask again with `--plan {target}`"
+    )
+    verdict = replace(decision.verdict, message=f"{decision.verdict.message}; {note}")
+    if observed.run_request != value:
+        return replace(decision, verdict=verdict)
+    return replace(decision, verdict=verdict, consumed_run_request=value, refused_run_request=value)
 
 
 def _start(observed: Observed, spec: DatabaseMigrationSpec, target: str, attempt: int) -> Decision:
@@ -121,7 +182,7 @@ def _start(observed: Observed, spec: DatabaseMigrationSpec, target: str, attempt
         name,
         run,
         consumed_retry=observed.retry_request,
-        consumed_run_request=_run_request(spec, observed),
+        consumed_run_request=_run_request(spec, observed, target),
     )
 
 
@@ -152,7 +213,7 @@ def parse_time(text: str) -> datetime:
 def _after_finished_attempt(
     observed: Observed, spec: DatabaseMigrationSpec, target: str, recorded: RunRecord
 ) -> Decision:
-    if observed.retry_request is not None or _run_request(spec, observed) is not None:
+    if observed.retry_request is not None or _run_request(spec, observed, target) is not None:
         return _start(observed, spec, target, recorded.attempt + 1)
     retry_at = _automatic_retry_at(recorded, observed)
     if retry_at is None:
@@ -204,7 +265,7 @@ def _for_target(observed: Observed, spec: DatabaseMigrationSpec, target: str) ->
         return _record(observed, spec, target, run)
     if last is not None:  # an attempt was started but its Job is gone or not made yet
         return _start(observed, spec, target, attempt)
-    held = run_gate(spec, observed)
+    held = run_gate(spec, observed, target)
     if held is not None:
         return Decision(Action.WAIT, held, target, name, observed.last_run)
     return _start(observed, spec, target, 1)
@@ -218,4 +279,6 @@ def decide(observed: Observed) -> Decision:
     if observed.source is None:
         verdict = Verdict(Phase.STALLED, Reason.SOURCE_NOT_FOUND, observed.source_problem)
         return Decision(Action.STALL, verdict)
-    return _for_target(observed, spec, target_hash(spec, observed.source))
+    target = target_hash(spec, observed.source)
+    decision = _for_target(observed, spec, target)
+    return _answer_run_request_for_another_plan(decision, spec, observed, target)

@@ -42,6 +42,7 @@ from .planner import (
     decide,
     parse_time,
 )
+from .requests import parse_run_request
 from .runs import JobObservation, observe_job
 from .sources import SourceLookup, resolve_source
 from .validation import validate_spec
@@ -125,6 +126,7 @@ class Reconciler:
             job=job,
             retry_request=_unhandled(annotations, RETRY_ANNOTATION, status.handled_retry),
             run_request=_unhandled(annotations, RUN_REQUEST_ANNOTATION, status.handled_run_request),
+            run_request_annotation=annotations.get(RUN_REQUEST_ANNOTATION) or None,
             retry_policy=self.settings.retry,
             scheduled_retry_at=parse_time(status.next_retry_at) if status.next_retry_at else None,
             deployment=deployment,
@@ -153,6 +155,13 @@ class Reconciler:
 
     def _act(self, body: dict[str, Any], observed: Observed, decision: Decision) -> None:
         """The side effects of a decision; every action also rewrites the status after this."""
+        refused = decision.refused_run_request
+        if refused is not None:
+            message = (
+                f"run request {refused!r} refused: it is for plan {parse_run_request(refused).plan}"
+                f", not for the current plan {decision.target_hash}; nothing was run"
+            )
+            self.cluster.record_event(body, "Warning", EventReason.RUN_REQUEST_REFUSED, message)
         spec = observed.validation.spec
         if spec is None or decision.run is None:
             return
