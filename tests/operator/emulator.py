@@ -28,10 +28,30 @@ from typing import Any
 import aiohttp.web
 import attrs
 import kmock
+from kmock._internal import parsing as kmock_parsing
 
 REQUEST_LOG_LIMIT = 200
 Key = tuple[str, str, str, str]  # group, plural, namespace ("" when cluster-scoped), name
 WriteListener = Callable[[str, str, dict[str, Any]], Awaitable[None]]  # event, plural, object
+
+
+_kmock_parse_path = kmock_parsing.parse_path
+
+
+def _parse_path(path: str) -> kmock_parsing.ParsedPath:
+    """kmock 0.8 reads `/api/v1/namespaces[/NAME[/status]]` as the prefix of a namespaced path
+    and fails (HTTP 500) or finds nothing; they are the cluster-scoped Namespace objects, which
+    kopf lists and watches when it serves namespaces by name, glob or label."""
+    parts = path.strip("/").split("/")
+    namespace_object = len(parts) <= 4 or (len(parts) == 5 and parts[4] in ("status", "finalize"))
+    if parts[:1] == ["api"] and parts[2:3] == ["namespaces"] and namespace_object:
+        name = parts[3] if len(parts) > 3 else None
+        subresource = parts[4] if len(parts) > 4 else None
+        return kmock_parsing.ParsedPath("", parts[1], "namespaces", None, name, subresource)
+    return _kmock_parse_path(path)
+
+
+kmock_parsing.parse_path = _parse_path
 
 
 class ApiError(Exception):
