@@ -117,11 +117,15 @@ def reconciler_settings(options: OperatorOptions) -> ReconcilerSettings:
     return ReconcilerSettings(runner=runner, retry=options.retry)
 
 
-def build_registry(reconciler: Reconciler, *, resync_seconds: float) -> kopf.OperatorRegistry:
-    """Every handler and webhook of the operator, on a registry of its own."""
+def build_registry(
+    reconciler: Reconciler, *, resync_seconds: float, webhooks: bool = True
+) -> kopf.OperatorRegistry:
+    """Every handler and webhook of the operator, on a registry of its own. kopf refuses to run
+    admission handlers without a webhook server, so `webhooks=False` leaves them out."""
     registry = kopf.OperatorRegistry()
     register_handlers(registry, reconciler, resync_seconds=resync_seconds)
-    register_webhooks(registry)
+    if webhooks:
+        register_webhooks(registry)
     return registry
 
 
@@ -173,13 +177,15 @@ def run_operator(options: OperatorOptions) -> None:
     if options.metrics_port:
         serve_metrics(metrics, "0.0.0.0", options.metrics_port)  # noqa: S104 - scraped in-cluster
     settings = reconciler_settings(options)
+    kopf_settings = operator_settings(options)
     scope = NamespaceScope(options.namespace_selector) if options.namespace_selector else None
     reconciler = (
         ScopedReconciler(scope, api, settings, metrics=metrics)
         if scope
         else Reconciler(api, settings, metrics=metrics)
     )
-    registry = build_registry(reconciler, resync_seconds=5.0)
+    webhooks = kopf_settings.admission.server is not None
+    registry = build_registry(reconciler, resync_seconds=5.0, webhooks=webhooks)
     if scope:
         register_namespace_scope(registry, scope, reconciler)
     # kopf's own login handlers read the same in-cluster account or kubeconfig as KubeApi.
@@ -187,7 +193,7 @@ def run_operator(options: OperatorOptions) -> None:
     asyncio.run(
         kopf.operator(
             registry=registry,
-            settings=operator_settings(options),
+            settings=kopf_settings,
             standalone=options.peering_name is None,
             peering_name=options.peering_name,
             liveness_endpoint=options.liveness_endpoint,
