@@ -18,8 +18,9 @@ from .render import render
 def cli() -> None:
     """Database schema migrations for applications on Kubernetes.
 
-    Exit codes: 0 success, 1 a migration failed, 2 invalid input, 3 database unreachable or lock
-    wait exceeded, 4 refused (the plan has problems that need a person, or it changed).
+    Exit codes: 0 success, 1 a migration failed, 2 invalid input, 3 database (or Kubernetes API
+    server) unreachable or lock wait exceeded, 4 refused (the plan has problems that need a
+    person, or it changed).
     """
 
 
