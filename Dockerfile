@@ -86,7 +86,9 @@ EXPOSE 8080 8081 9443
 # a migration runner is a batch process with nothing to probe. NONE says this was decided.
 HEALTHCHECK NONE
 
-# The operator by default; the migration Jobs set their own command (`python -m
-# stagecraft.operator.job_runner ... -- stagecraft migrate run ...`), and `docker run IMAGE
-# stagecraft migrate run ...` runs the CLI.
-CMD ["python", "-m", "stagecraft.operator"]
+# `stagecraft` is the entry point and the operator its default command, so `docker run IMAGE`
+# runs the operator and `docker run IMAGE migrate run ...` the CLI. Kubernetes' `command`
+# replaces both: the migration Jobs run `python -m stagecraft.operator.job_runner ... --
+# stagecraft migrate run ...`, and the chart may run `python -m stagecraft.operator`.
+ENTRYPOINT ["stagecraft"]
+CMD ["operator"]

@@ -347,8 +347,17 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Image]:
 @pytest.mark.slow
 @pytest.mark.xdist_group("image")
 def test_the_default_command_is_the_operator(image: Image) -> None:
+    assert image.final.entrypoint + image.final.command == ["stagecraft", "operator"]
     completed = image.run(image.final.entrypoint + image.final.command)
     # Without a cluster it stops at its settings, after importing kopf, kubernetes and the rest.
+    assert completed.returncode == 2, completed.stderr
+    assert "STAGECRAFT_RUNNER_IMAGE is not set" in completed.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("image")
+def test_the_operator_module_the_chart_may_run_starts(image: Image) -> None:
+    completed = image.run(["python", "-m", "stagecraft.operator"])
     assert completed.returncode == 2, completed.stderr
     assert "STAGECRAFT_RUNNER_IMAGE is not set" in completed.stderr
 
