@@ -15,6 +15,8 @@ It follows kube-controller-manager's deployment controller as far as the operato
   `Available` (MinimumReplicasAvailable / MinimumReplicasUnavailable) and `Progressing`
   (NewReplicaSetCreated, ReplicaSetUpdated, NewReplicaSetAvailable, ProgressDeadlineExceeded,
   DeploymentPaused). A condition keeps its times while its status and reason stay the same.
+  As in Kubernetes, NewReplicaSetAvailable may be reported while old pods are still terminating
+  (terminating pods are not counted in `replicas`, only in `terminatingReplicas`).
 
 Hooks for tests (all on the controller; names are Deployment names in the test namespace):
 
@@ -463,10 +465,11 @@ class DeploymentController:
                 f'ReplicaSet "{new_set}" has timed out progressing.',
             )  # fmt: skip
         new_pods = rollout.live(new_set)
+        # As the real controller: complete once the new pods are available and no other pod is
+        # counted, although old pods may still be terminating (they are not counted).
         complete = (
             len(new_pods) == rollout.desired
             and all(_is_ready(pod) for pod in new_pods)
-            and not rollout.terminating()
             and all(
                 not rollout.live(rs["metadata"]["name"])
                 for rs in rollout.replica_sets

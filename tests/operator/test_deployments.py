@@ -160,10 +160,12 @@ async def test_held_rollout_advances_one_step_at_a_time(controller: DeploymentCo
     assert "updatedReplicas" not in created["status"]
 
     await controller.step("shop-api")  # a pod of the new ReplicaSet, not ready yet
+    assert _progressing(_stored(controller)) == ("True", "ReplicaSetUpdated")
     await controller.step("shop-api")  # ready
     await controller.step("shop-api")  # the old pod starts terminating
     midway = _stored(controller)
-    assert _progressing(midway) == ("True", "ReplicaSetUpdated")
+    # As in Kubernetes: reported complete while the old pod still terminates.
+    assert _progressing(midway) == ("True", "NewReplicaSetAvailable")
     assert midway["status"]["terminatingReplicas"] == 1
     assert midway["status"]["updatedReplicas"] == 1
     assert any(pod["metadata"].get("deletionTimestamp") for pod in controller.pods("shop-api"))
