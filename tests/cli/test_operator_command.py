@@ -128,6 +128,28 @@ async def test_operator_serves_the_namespaces_it_is_given(
     assert returncode == 0, log.read_text()
 
 
+async def test_a_selector_narrows_the_listed_namespaces(
+    kube: EmulatedCluster, tmp_path: Path
+) -> None:
+    await kube.create_namespace("shop", {"team": "shop"})
+    await kube.create_namespace("billing", {"team": "billing"})
+    await kube.create_database_migration("billing", "billing-db", SPEC)
+    await kube.create_database_migration("shop", "shop-db", SPEC)
+    log = tmp_path / "operator.log"
+
+    async with _operator(
+        kube, log, "--runner-image", "stagecraft:test", "--namespace", "shop",
+        "--namespace", "billing", "--namespace-selector", "team=shop", "--liveness", "",
+        "--metrics-port", "0",
+    ):  # fmt: skip
+        await _eventually("a Job in shop", lambda: kube.jobs("shop"))
+        await _eventually(
+            "kopf handled billing-db",
+            lambda: KOPF_HANDLED in kube.annotations("billing", "billing-db"),
+        )
+        assert kube.jobs("billing") == []
+
+
 async def test_operator_without_a_runner_image_names_the_flag_and_variable() -> None:
     result = await run_stagecraft("operator", env={"STAGECRAFT_RUNNER_IMAGE": ""})
     assert result.returncode == 2
