@@ -31,6 +31,9 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from stagecraft.operator.manifests import (
+    COPY_CONTAINER,
+    KNEX_CONTAINER,
+    KNEX_STATE_MOUNT,
     MIGRATIONS_MOUNT,
     NON_ROOT_USER,
     TERMINATION_MESSAGE_PATH,
@@ -375,36 +378,55 @@ def _expand_kubernetes(value: str, variables: dict[str, str]) -> str:
     return re.sub(r"\$\((\w+)\)", lambda match: variables.get(match[1], ""), value)
 
 
-def _job_containers(url: str) -> list[tuple[list[str], dict[str, str]]]:
-    """The commands and environments of a raw migration Job's Stagecraft containers, as the
-    operator builds them, with the Secret's value filled in."""
-    settings = RunnerSettings(image="stagecraft:test")
+RUNNER = RunnerSettings(image="stagecraft:test")
+
+
+@dataclass(frozen=True)
+class JobStep:
+    """One container of a migration Job's pod, in the order the kubelet runs them."""
+
+    name: str
+    in_stagecraft_image: bool
+    command: list[str]
+    environment: dict[str, str]  # the Secret's value filled in, $(NAME) expanded
+
+
+def _job_steps(migrations: dict[str, object], source: MigrationSource, url: str) -> list[JobStep]:
+    """The containers of the Job the operator builds for this `spec.migrations`."""
     spec = DatabaseMigrationSpec.model_validate(
         {
-            "migrations": {"engine": "raw", "path": "/app/migrations"},
+            "migrations": migrations,
             "connection": {"secretKeyRef": {"name": "shop-db", "key": "url"}},
-            "configMap": {"name": "shop-migrations"},
+            "deployment": {"name": "shop-api"},
         }
     )
-    job = job_manifest(
-        ResourceIdentity("shop", "shop-db", "uid-1"),
-        spec,
-        MigrationSource(config_map="shop-migrations", config_map_digest="d"),
-        "0123456789abcdef",
-        settings,
-    )
+    identity = ResourceIdentity("shop", "shop-db", "uid-1")
+    job = job_manifest(identity, spec, source, "0123456789abcdef", RUNNER)
     pod = job["spec"]["template"]["spec"]
     steps = []
     for container in [*pod.get("initContainers", []), *pod["containers"]]:
-        if container["image"] != settings.image:
-            continue
         environment: dict[str, str] = {}
         for variable in container.get("env", []):
             # Kubernetes expands $(NAME) from the variables above; the Secret gives the URL.
             value = url if "valueFrom" in variable else variable["value"]
             environment[variable["name"]] = _expand_kubernetes(value, dict(environment))
-        steps.append((container["command"], environment))
+        in_image = container["image"] == RUNNER.image
+        steps.append(JobStep(container["name"], in_image, container["command"], environment))
     return steps
+
+
+def _run_stagecraft_steps(
+    image: Image, steps: list[JobStep], volumes: Mapping[str, Path]
+) -> list[str]:
+    """Runs the Job's containers that use the Stagecraft image; the names of the others."""
+    others = []
+    for step in steps:
+        if not step.in_stagecraft_image:
+            others.append(step.name)
+            continue
+        completed = image.run(step.command, extra_environment=step.environment, volumes=volumes)
+        assert completed.returncode == 0, f"{step.name}: {completed.stdout}{completed.stderr}"
+    return others
 
 
 @pytest.mark.slow
@@ -421,9 +443,11 @@ def test_the_jobs_runner_command_applies_migrations(image: Image, tmp_path: Path
     database = tmp_path / "shop.db"
     termination_log = tmp_path / "termination-log"
     volumes = {MIGRATIONS_MOUNT: migrations, TERMINATION_MESSAGE_PATH: termination_log}
-    for command, environment in _job_containers(f"sqlite:///{database}"):
-        completed = image.run(command, extra_environment=environment, volumes=volumes)
-        assert completed.returncode == 0, completed.stdout + completed.stderr
+    source = MigrationSource(config_map="shop-migrations", config_map_digest="d")
+    steps = _job_steps(
+        {"engine": "raw", "path": "/app/migrations"}, source, f"sqlite:///{database}"
+    )
+    assert _run_stagecraft_steps(image, steps, volumes) == []
     summary = json.loads(termination_log.read_text(encoding="utf-8"))
     assert summary["status"] == "succeeded", summary
     assert [entry["id"] for entry in summary["applied"]] == [
@@ -433,6 +457,48 @@ def test_the_jobs_runner_command_applies_migrations(image: Image, tmp_path: Path
     with sqlite3.connect(database) as connection:
         tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
     assert {"customers", "orders"} <= tables
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("image")
+def test_the_knex_jobs_stagecraft_steps_run_without_node(image: Image, tmp_path: Path) -> None:
+    """A knex Job runs Knex in the application image; the Stagecraft image only plans before it
+    and reads Knex's table after it, with no Node.js. Knex's step is played here by writing the
+    rows Knex writes."""
+    migrations = tmp_path / "migrations"
+    migrations.mkdir()
+    (migrations / "20260101_customers.js").write_text("exports.up = async () => {};\n", "utf-8")
+    database = tmp_path / "shop.db"
+    termination_log = tmp_path / "termination-log"
+    state = tmp_path / "state"
+    state.mkdir()
+    volumes = {
+        MIGRATIONS_MOUNT: migrations,
+        KNEX_STATE_MOUNT: state,
+        TERMINATION_MESSAGE_PATH: termination_log,
+    }
+    source = MigrationSource(image="registry.example/shop-api:42")
+    steps = _job_steps(
+        {"engine": "knex", "path": "/app/migrations"}, source, f"sqlite:///{database}"
+    )
+    knex = next(index for index, step in enumerate(steps) if step.name == KNEX_CONTAINER)
+    assert not steps[knex].in_stagecraft_image
+    assert _run_stagecraft_steps(image, steps[:knex], volumes) == [COPY_CONTAINER]
+    assert json.loads(termination_log.read_text("utf-8"))["pending"] == ["20260101_customers.js"]
+    with sqlite3.connect(database) as connection:  # what `knex migrate:latest` records
+        connection.executescript(
+            "CREATE TABLE knex_migrations (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+            " name VARCHAR(255), batch INTEGER, migration_time DATETIME);"
+            "CREATE TABLE knex_migrations_lock"
+            " (`index` INTEGER PRIMARY KEY AUTOINCREMENT, is_locked INTEGER);"
+            "INSERT INTO knex_migrations_lock (is_locked) VALUES (0);"
+            "INSERT INTO knex_migrations (name, batch, migration_time)"
+            " VALUES ('20260101_customers.js', 1, 1767225600000);"
+        )
+    assert _run_stagecraft_steps(image, steps[knex + 1 :], volumes) == []
+    summary = json.loads(termination_log.read_text(encoding="utf-8"))
+    assert summary["status"] == "succeeded", summary
+    assert [entry["id"] for entry in summary["applied"]] == ["20260101_customers.js"]
 
 
 @pytest.mark.slow
