@@ -33,6 +33,7 @@ class Reason(StrEnum):
     RUN_REFUSED = "RunRefused"  # the plan has problems (dirty, edited, missing, out of order)
     DATABASE_UNAVAILABLE = "DatabaseUnavailable"  # the Job gave up reaching the database
     JOB_FAILED = "JobFailed"  # the Job failed without a readable run summary
+    GATE_BYPASSED = "GateBypassed"  # pre_deploy: pods of a template run before its migration
     ROLLOUT_FAILED = "RolloutFailed"  # post_deploy: the rollout hit ProgressDeadlineExceeded
     # Neither in flight nor stalled: nothing happens until something outside changes
     WAITING_FOR_RUN_REQUEST = "WaitingForRunRequest"  # manual strategy, no request yet
@@ -44,6 +45,8 @@ class EventReason(StrEnum):
     RUN_STARTED = "RunStarted"
     RUN_SUCCEEDED = "RunSucceeded"
     RUN_FAILED = "RunFailed"
+    DEPLOYMENT_RELEASED = "DeploymentReleased"  # pre_deploy: the migrated template rolls out
+    RESUME_REFUSED = "ResumeRefused"  # pre_deploy: a resume while pending was paused again
     RUN_REQUEST_REFUSED = "RunRequestRefused"  # a run request bound to a plan that is not current
 
 

@@ -17,6 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .conditions import Phase, Reason, Verdict
+
 PENDING_HASH_ANNOTATION = "stagecraft.dev/pending-hash"  # the hash that waits for its migration
 APPROVED_HASH_ANNOTATION = "stagecraft.dev/approved-hash"  # the last hash migrated and released
 # Written by the webhook when it pauses again a Deployment someone resumed while a hash was
@@ -214,3 +216,34 @@ def gate_step(
     if not (release or approve or refused):
         return None
     return GateStep(gate, release=release, approve=approve, resume_refused=refused)
+
+
+def pre_deploy_hold(
+    deployment: Mapping[str, Any],
+    pods: Sequence[Mapping[str, Any]],
+    containers: Sequence[str],
+    resource_name: str,
+    retry_requested: bool,
+) -> Verdict | None:
+    """Why the first run for the Deployment's template may not start (None: it may, now).
+
+    The paused template is what the run migrates, so it starts at once; only a bypassed gate
+    holds it: the new version runs already, and a person decides between running the migration
+    now (a retry request) and rolling back.
+    """
+    bypassing = bypassed_by(deployment, pods, containers)
+    if not bypassing or retry_requested:
+        return None
+    name = (deployment.get("metadata") or {}).get("name")
+    gate = deployment_gate_hash(deployment, containers)
+    shown = ", ".join(bypassing[:3]) + (
+        f" and {len(bypassing) - 3} more" if len(bypassing) > 3 else ""
+    )
+    return Verdict(
+        Phase.STALLED,
+        Reason.GATE_BYPASSED,
+        f"pre_deploy: pod(s) {shown} of Deployment {name} run template {gate} before its "
+        "migration succeeded (the gate webhook was bypassed); run the migration now with "
+        f"`stagecraft migrate retry --cluster {resource_name}` (the stagecraft.dev/retry "
+        "annotation), or roll the Deployment back",
+    )

@@ -17,6 +17,7 @@ from .conditions import RECONCILING, Reason
 from .manifests import MANAGED_BY, MANAGED_BY_LABEL
 from .models import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from .reconcile import Reconciler
+from .webhooks import GATES_INDEX, index_gates
 
 
 def owning_resource(job: kopf.Body | dict[str, Any]) -> str | None:
@@ -94,6 +95,7 @@ def register_handlers(
         "batch", "v1", "jobs", labels={MANAGED_BY_LABEL: MANAGED_BY}, registry=registry, id="job"
     )(follow_job)
     _follow_sources(registry, reconciler)
+    _release_gate_on_deletion(registry, reconciler)
 
 
 def _follow_sources(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> None:
@@ -124,3 +126,43 @@ def _follow_sources(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> 
     kopf.on.event("", "v1", "configmaps", registry=registry, id="configmap")(
         reconcile_users("ConfigMap")
     )
+
+
+def gates_a_deployment(spec: kopf.Spec, **_: Any) -> bool:
+    """pre_deploy resources with a Deployment: they carry the finalizer that releases it."""
+    return bool(index_gates(None, "any", spec))
+
+
+# Seconds before a deletion whose release found the Deployment changed is tried again.
+RELEASE_RETRY_DELAY = 1.0
+
+
+def _release_gate_on_deletion(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> None:
+    """A finalizer: a deleted pre_deploy resource releases the Deployment it paused (unless
+    another pre_deploy resource still gates it), so no Deployment stays paused for a resource
+    that no longer exists."""
+
+    def release_deployment(
+        namespace: str | None, name: str | None, spec: kopf.Spec, **kwargs: Any
+    ) -> None:
+        if not namespace or not name:
+            return
+        index: Mapping[Any, Any] = kwargs.get(GATES_INDEX) or {}
+        deployment = str((spec.get("deployment") or {}).get("name"))
+        gates: list[tuple[str, tuple[str, ...]]] = list(index.get((namespace, deployment), []))
+        if any(resource != name for resource, _ in gates):
+            return  # another resource gates it and will release it
+        if not reconciler.release_on_deletion(namespace, name, dict(spec)):
+            raise kopf.TemporaryError(
+                "the Deployment changed; releasing it again", delay=RELEASE_RETRY_DELAY
+            )
+
+    kopf.on.delete(
+        GROUP,
+        VERSION,
+        PLURAL,
+        registry=registry,
+        id="release-deployment",
+        when=gates_a_deployment,
+        backoff=API_ERROR_BACKOFF,
+    )(release_deployment)

@@ -21,6 +21,7 @@ from .models import API_VERSION, GROUP, KIND, PLURAL, VERSION
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"  # set by the Job controller on its pods
 HTTP_NOT_FOUND = 404
 HTTP_CONFLICT = 409
+HTTP_UNPROCESSABLE = 422  # a JSON Patch `test` operation that failed
 EVENT_MESSAGE_LIMIT = 1024  # the API server refuses longer event messages
 EVENT_SOURCE = "stagecraft-operator"
 # kopf runs sync handlers on a thread pool; urllib3's default pool of 4 connections would make
@@ -106,6 +107,19 @@ class KubeApi:
         )
         items: list[dict[str, Any]] = _json(response).get("items", [])
         return items
+
+    def patch_deployment(self, namespace: str, name: str, operations: list[dict[str, Any]]) -> bool:
+        """Apply a JSON Patch to a Deployment; False when one of its `test` operations failed
+        (the Deployment changed since it was read), it conflicted or the Deployment is gone."""
+        try:
+            # A list body is sent as application/json-patch+json.
+            body: Any = operations
+            self._apps.patch_namespaced_deployment(name, namespace, body, _preload_content=False)
+        except ApiException as error:
+            if error.status in (HTTP_NOT_FOUND, HTTP_CONFLICT, HTTP_UNPROCESSABLE):
+                return False
+            raise
+        return True
 
     def config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
         return _or_none(self._core.read_namespaced_config_map, name, namespace)

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..config import Strategy
 from .conditions import Phase, Reason, Verdict
-from .gate import deployment_gate_hash
+from .gate import GateStep, deployment_gate_hash, gate_step, pre_deploy_hold
 from .manifests import MigrationSource, job_name, target_hash
 from .models import DatabaseMigrationSpec, DeploymentReference, RunRecord
 from .requests import parse_run_request
@@ -92,6 +92,7 @@ class Decision:
     next_retry_at: datetime | None = None
     consumed_retry: str | None = None  # request tokens this decision acts on
     consumed_run_request: str | None = None
+    gate: GateStep | None = None  # what to do to the gated Deployment after this decision
     refused_run_request: str | None = None  # a request for another plan: consumed, not run
 
 
@@ -112,6 +113,8 @@ def run_gate(spec: DatabaseMigrationSpec, observed: Observed, target: str) -> Ve
         )
     if strategy is Strategy.POST_DEPLOY and spec.deployment is not None:
         return _post_deploy_gate(spec.deployment, observed)
+    if strategy_is_pre_deploy(spec):
+        return _pre_deploy_gate(spec, observed)
     return None
 
 
@@ -271,7 +274,7 @@ def _for_target(observed: Observed, spec: DatabaseMigrationSpec, target: str) ->
     return _start(observed, spec, target, 1)
 
 
-def decide(observed: Observed) -> Decision:
+def _decide(observed: Observed) -> Decision:
     spec = observed.validation.spec
     if spec is None:
         message = observed.validation.message
@@ -282,3 +285,46 @@ def decide(observed: Observed) -> Decision:
     target = target_hash(spec, observed.source)
     decision = _for_target(observed, spec, target)
     return _answer_run_request_for_another_plan(decision, spec, observed, target)
+
+
+def strategy_is_pre_deploy(spec: DatabaseMigrationSpec) -> bool:
+    return spec.migrations.strategy is Strategy.PRE_DEPLOY and spec.deployment is not None
+
+
+def _pre_deploy_gate(spec: DatabaseMigrationSpec, observed: Observed) -> Verdict | None:
+    """pre_deploy: the webhook holds the new template paused, so its run starts at once; only a
+    bypassed gate (pods of the template already running) waits for a person."""
+    deployment = observed.deployment
+    if deployment is None or spec.deployment is None:
+        return None
+    return pre_deploy_hold(
+        deployment.body,
+        deployment.pods,
+        spec.deployment.containers,
+        observed.resource_name,
+        retry_requested=observed.retry_request is not None,
+    )
+
+
+def _gate_step(observed: Observed, decision: Decision) -> GateStep | None:
+    """pre_deploy, after the decision: release the paused template once its target's run has
+    succeeded (or record the hash of a Deployment that was never paused), and report a resume
+    the webhook undid."""
+    spec = observed.validation.spec
+    if spec is None or not strategy_is_pre_deploy(spec) or observed.deployment is None:
+        return None
+    assert spec.deployment is not None  # strategy_is_pre_deploy says so
+    run = decision.run
+    succeeded = (
+        decision.target_hash is not None
+        and run is not None
+        and run.result == "Succeeded"
+        and run.target_hash == decision.target_hash
+    )
+    return gate_step(observed.deployment.body, spec.deployment.containers, succeeded)
+
+
+def decide(observed: Observed) -> Decision:
+    """The next action (steps 1 to 6), and for pre_deploy what it means for the Deployment."""
+    decision = _decide(observed)
+    return replace(decision, gate=_gate_step(observed, decision))

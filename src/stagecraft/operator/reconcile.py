@@ -16,6 +16,13 @@ from typing import Any
 
 from .cluster import Cluster
 from .conditions import EventReason, updated_conditions
+from .gate import (
+    GateStep,
+    approve_patch,
+    clear_resume_refused_patch,
+    forget_gate_patch,
+    release_patch,
+)
 from .manifests import (
     RUNNER_CONTAINER,
     TARGET_HASH_LABEL,
@@ -97,6 +104,8 @@ class Reconciler:
             decision = decide(observed)
             self._act(body, observed, decision)
             self._write_status(body, status, decision)
+            if decision.gate is not None and observed.deployment is not None:
+                self._operate_gate(body, observed.deployment.body, decision.gate)
             return decision
 
     def _observe(
@@ -235,3 +244,40 @@ class Reconciler:
         self.cluster.write_database_migration_status(
             body["metadata"]["namespace"], body["metadata"]["name"], document
         )
+
+    def _operate_gate(
+        self, body: dict[str, Any], deployment: dict[str, Any], step: GateStep
+    ) -> None:
+        """pre_deploy's writes to the Deployment, after the status: each is a guarded JSON
+        Patch, and one that finds the Deployment changed is left to the reconcile its change
+        starts."""
+        namespace, name = body["metadata"]["namespace"], deployment["metadata"]["name"]
+        if step.resume_refused is not None:
+            message = (
+                f"Deployment {name} was resumed by {step.resume_refused} while template "
+                f"{step.gate_hash} waits for its migration; it was paused again"
+            )
+            self.cluster.record_event(body, "Warning", EventReason.RESUME_REFUSED, message)
+            patch = clear_resume_refused_patch(step.resume_refused)
+            self.cluster.patch_deployment(namespace, name, patch)
+        if step.release and self.cluster.patch_deployment(
+            namespace, name, release_patch(step.gate_hash)
+        ):
+            message = f"released Deployment {name}: template {step.gate_hash} is migrated"
+            self.cluster.record_event(body, "Normal", EventReason.DEPLOYMENT_RELEASED, message)
+        elif step.approve:
+            patch = approve_patch(deployment, step.gate_hash)
+            self.cluster.patch_deployment(namespace, name, patch)
+
+    def release_on_deletion(self, namespace: str, name: str, spec: dict[str, Any]) -> bool:
+        """The resource is being deleted: the Deployment it gates loses the gate's annotations
+        and resumes if it paused it. False when the Deployment changed meanwhile (try again)."""
+        with self._lock_for(namespace, name):
+            validated = validate_spec(spec).spec
+            if validated is None or validated.deployment is None:
+                return True
+            deployment = self.cluster.deployment(namespace, validated.deployment.name)
+            operations = forget_gate_patch(deployment) if deployment is not None else []
+            if not operations:
+                return True
+            return self.cluster.patch_deployment(namespace, validated.deployment.name, operations)
