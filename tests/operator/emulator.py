@@ -8,6 +8,8 @@ creationTimestamp; the status subresource; merge and JSON patches with `test` an
 PUT with 409 on a stale resourceVersion; 201 on create and 409 on a taken name; label selectors
 on list and watch; finalizers; and deletion of owned objects when their owner goes.
 Controllers standing in for the cluster's (tests/operator/controllers.py) subscribe to writes.
+Mutating admission webhooks registered in `mutating_webhooks` are called over HTTP with an
+AdmissionReview on every create and update of their resource, as the API server calls them.
 """
 
 from __future__ import annotations
@@ -138,6 +140,20 @@ def matches_selector(labels: dict[str, str], selector: str | None) -> bool:
 
 
 @dataclass
+class MutatingWebhook:
+    """One webhook of a MutatingWebhookConfiguration, as far as the emulator needs it."""
+
+    name: str
+    group: str
+    plural: str
+    url: Callable[[], str]  # asked at each call: a restarted operator serves on another port
+    operations: tuple[str, ...] = ("CREATE", "UPDATE")
+    failure_policy: str = "Fail"
+    timeout_seconds: float = 10.0  # the API server's default timeoutSeconds
+    username: str = "kubernetes-admin"  # the requests' userInfo (the emulator has no auth)
+
+
+@dataclass
 class _Watch:
     group: str
     plural: str
@@ -153,6 +169,7 @@ class ApiServerEmulator(kmock.KubernetesScaffold):
     _versions: itertools.count[int] = attrs.field(factory=lambda: itertools.count(1), init=False)
     write_listeners: list[WriteListener] = attrs.field(factory=list, init=False)
     served_watches: set[str] = attrs.field(factory=set, init=False)  # plurals kopf watches
+    mutating_webhooks: list[MutatingWebhook] = attrs.field(factory=list, init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -324,6 +341,10 @@ class ApiServerEmulator(kmock.KubernetesScaffold):
             raise ApiError(409, "AlreadyExists", f'{plural} "{metadata["name"]}" already exists')
         if not keep_status and self._has_status_subresource(group, plural):
             obj.pop("status", None)  # a real server ignores status on create
+        obj = await self._admit("CREATE", group, plural, obj, None)
+        if key in self._store:  # created while the webhooks were asked
+            raise ApiError(409, "AlreadyExists", f'{plural} "{metadata["name"]}" already exists')
+        metadata = obj.setdefault("metadata", {})
         metadata.update(
             uid=str(uuid.uuid4()),
             resourceVersion=str(next(self._versions)),
@@ -337,13 +358,25 @@ class ApiServerEmulator(kmock.KubernetesScaffold):
     async def _update(
         self, key: Key, request: kmock.Request, *, status_only: bool
     ) -> dict[str, Any]:
-        stored = self._require(key)
+        # As the API server's GuaranteedUpdate: if the object changed while the webhooks were
+        # asked, the patch is applied again to the new object (and admitted again).
+        while True:
+            stored = self._require(key)
+            candidate = self._patched(stored, request, key, status_only=status_only)
+            if not status_only:
+                candidate = await self._admit("UPDATE", key[0], key[1], candidate, stored)
+            if self._store.get(key) is stored:
+                return await self._replace(key, candidate)
+
+    def _patched(
+        self, stored: dict[str, Any], request: kmock.Request, key: Key, *, status_only: bool
+    ) -> dict[str, Any]:
         content_type = request.headers.get("Content-Type", "")
         if request.method.value == "PUT":
             sent_version = (request.data or {}).get("metadata", {}).get("resourceVersion")
             if sent_version and sent_version != stored["metadata"]["resourceVersion"]:
                 raise ApiError(409, "Conflict", "the object has been modified; reload and retry")
-            candidate = copy.deepcopy(request.data)
+            candidate: dict[str, Any] = copy.deepcopy(request.data)
         elif "json-patch" in content_type:
             candidate = json_patch(stored, request.data)
         else:  # merge patch; strategic merge patch is treated as one (lists are replaced)
@@ -359,7 +392,79 @@ class ApiServerEmulator(kmock.KubernetesScaffold):
                 candidate = {**candidate, "status": stored.get("status")}
             if candidate.get("status") is None:
                 candidate.pop("status", None)
-        return await self._replace(key, candidate)
+        return candidate
+
+    async def _admit(
+        self,
+        operation: str,
+        group: str,
+        plural: str,
+        obj: dict[str, Any],
+        old: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        """Call the mutating webhooks of this resource in turn and apply their JSON Patches."""
+        for webhook in self.mutating_webhooks:
+            if (webhook.group, webhook.plural) != (group, plural):
+                continue
+            if operation not in webhook.operations:
+                continue
+            obj = await self._call_webhook(webhook, operation, obj, old)
+        return obj
+
+    async def _call_webhook(
+        self,
+        webhook: MutatingWebhook,
+        operation: str,
+        obj: dict[str, Any],
+        old: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        metadata = obj.get("metadata", {})
+        resource = {"group": group_of(obj), "version": version_of(obj), "resource": webhook.plural}
+        kind = {"group": group_of(obj), "version": version_of(obj), "kind": obj.get("kind")}
+        review = {
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": str(uuid.uuid4()),
+                "kind": kind,
+                "resource": resource,
+                "requestKind": kind,
+                "requestResource": resource,
+                "name": metadata.get("name"),
+                "namespace": metadata.get("namespace"),
+                "operation": operation,
+                "userInfo": {"username": webhook.username, "groups": ["system:masters"]},
+                "object": obj,
+                "oldObject": old,
+                "dryRun": False,
+            },
+        }
+        timeout = aiohttp.ClientTimeout(total=webhook.timeout_seconds)
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as session,
+                session.post(webhook.url(), json=review) as response,
+            ):
+                answer = await response.json()
+        except (aiohttp.ClientError, TimeoutError, ValueError) as error:
+            if webhook.failure_policy == "Ignore":
+                return obj
+            raise ApiError(
+                500,
+                "InternalError",
+                f'Internal error occurred: failed calling webhook "{webhook.name}": {error}',
+            ) from error
+        result = answer.get("response") or {}
+        if not result.get("allowed"):
+            status = result.get("status") or {}
+            raise ApiError(
+                int(status.get("code") or 400),
+                str(status.get("reason") or "Forbidden"),
+                f'admission webhook "{webhook.name}" denied the request: {status.get("message")}',
+            )
+        if not result.get("patch"):
+            return obj
+        return json_patch(obj, json.loads(base64.b64decode(result["patch"])))
 
     async def _replace(self, key: Key, candidate: dict[str, Any]) -> dict[str, Any]:
         stored = self._require(key)
@@ -405,6 +510,15 @@ class ApiServerEmulator(kmock.KubernetesScaffold):
             owners = obj["metadata"].get("ownerReferences", [])
             if key in self._store and any(owner.get("uid") == owner_uid for owner in owners):
                 await self._delete(key)
+
+
+def group_of(obj: dict[str, Any]) -> str:
+    api_version = str(obj.get("apiVersion", ""))
+    return api_version.split("/", 1)[0] if "/" in api_version else ""
+
+
+def version_of(obj: dict[str, Any]) -> str:
+    return str(obj.get("apiVersion", "")).rsplit("/", 1)[-1]
 
 
 def secret_value(secret: dict[str, Any], key: str) -> str | None:

@@ -30,9 +30,10 @@ from stagecraft.operator.metrics import OperatorMetrics
 from stagecraft.operator.models import GROUP, KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION
 from stagecraft.operator.planner import RetryPolicy
 from stagecraft.operator.reconcile import Reconciler, ReconcilerSettings
+from stagecraft.operator.webhooks import GATE_HANDLER_ID
 from tests.operator.controllers import JobController
 from tests.operator.deployments import DeploymentController
-from tests.operator.emulator import ApiServerEmulator
+from tests.operator.emulator import ApiServerEmulator, MutatingWebhook
 from tests.operator.schema_check import schema_problems
 
 RUNNER_IMAGE = "stagecraft:test"
@@ -142,6 +143,7 @@ class Cluster:
         self.operator = OperatorThread(self.operator.server, _reconciler(self.api, self.metrics))
         self.operator.start()
         await _wait_until_watching(self.emulator, WATCHED)
+        await _wait_until_serving(self.operator.webhook_port)
 
     async def create(self, group: str, plural: str, obj: dict[str, Any]) -> dict[str, Any]:
         """Create through the emulator's store, as `kubectl apply` of a fixture would."""
@@ -275,6 +277,22 @@ def is_true(condition_type: str) -> Callable[[dict[str, Any]], bool]:
     return lambda status: condition_of(status, condition_type).get("status") == "True"
 
 
+async def _wait_until_serving(port: int) -> None:
+    """The webhook server (failurePolicy Fail: Deployment writes fail until it answers)."""
+    deadline = time.monotonic() + WAIT_TIMEOUT
+    while True:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the webhook server never listened on {port}") from None
+            await asyncio.sleep(POLL_INTERVAL)
+        else:
+            writer.close()
+            await writer.wait_closed()
+            return
+
+
 async def _wait_until_watching(emulator: ApiServerEmulator, plurals: set[str]) -> None:
     """kopf's ready flag fires before its watch streams are open; wait for the streams."""
     deadline = time.monotonic() + WAIT_TIMEOUT
@@ -309,9 +327,19 @@ async def running_cluster(workdir: Path) -> AsyncIterator[Cluster]:
         metrics = OperatorMetrics()
         operator = OperatorThread(url, _reconciler(api, metrics))
         cluster = Cluster(emulator, api, jobs, deployments, operator, metrics)
+        # The Deployment gate, registered as the chart's MutatingWebhookConfiguration does.
+        emulator.mutating_webhooks.append(
+            MutatingWebhook(
+                name="gate-deployment.stagecraft.dev",
+                group="apps",
+                plural="deployments",
+                url=lambda: f"{cluster.operator.webhook_url}/{GATE_HANDLER_ID}",
+            )
+        )
         cluster.operator.start()
         try:
             await _wait_until_watching(emulator, WATCHED)
+            await _wait_until_serving(cluster.operator.webhook_port)
             yield cluster
         finally:
             await asyncio.to_thread(cluster.operator.stop)

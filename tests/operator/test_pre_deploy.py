@@ -1,0 +1,412 @@
+"""pre_deploy end to end: the real kopf operator and its gate webhook against the emulator (which
+calls the webhook on every Deployment write, as the API server does), the Job controller running
+the real migrations on PostgreSQL, and the test-side Deployment controller rolling out."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from stagecraft.operator.gate import (
+    APPROVED_HASH_ANNOTATION,
+    PENDING_HASH_ANNOTATION,
+    RESUME_REFUSED_ANNOTATION,
+    deployment_gate_hash,
+)
+from stagecraft.operator.models import GROUP, PLURAL, VERSION
+from tests.operator.harness import NAMESPACE, POLL_INTERVAL, WAIT_TIMEOUT, Cluster, condition_of
+
+V41 = "registry.example/shop-api:41"
+V42 = "registry.example/shop-api:42"
+V43 = "registry.example/shop-api:43"
+CUSTOMERS = {"0001_customers.sql": "CREATE TABLE customers (id integer PRIMARY KEY);"}
+ORDERS = {**CUSTOMERS, "0002_orders.sql": "CREATE TABLE orders (id integer PRIMARY KEY);"}
+INVOICES = {**ORDERS, "0003_invoices.sql": "CREATE TABLE invoices (id integer PRIMARY KEY);"}
+
+
+def _image(cluster: Cluster, root: Path, image: str, files: Mapping[str, str]) -> None:
+    """A folder that plays an application image: its migrations live in /app/migrations."""
+    folder = root / image.rsplit(":", 1)[1] / "app" / "migrations"
+    folder.mkdir(parents=True)
+    for name, content in files.items():
+        (folder / name).write_text(content, encoding="utf-8")
+    cluster.jobs.images[image] = folder.parent.parent
+
+
+def _spec() -> dict[str, Any]:
+    return {
+        "migrations": {"engine": "raw", "path": "/app/migrations", "strategy": "pre_deploy"},
+        "connection": {"secretKeyRef": {"name": "shop-db", "key": "url"}},
+        "deployment": {"name": "shop-api", "containers": ["api"]},
+    }
+
+
+def _deployment_manifest(image: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "shop-api", "namespace": NAMESPACE},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "shop-api"}},
+            "template": {
+                "metadata": {"labels": {"app": "shop-api"}},
+                "spec": {"containers": [{"name": "api", "image": image}]},
+            },
+        },
+    }
+
+
+def _gate_hash_of(image: str) -> str:
+    return deployment_gate_hash(_deployment_manifest(image), ["api"])
+
+
+def _deployment(cluster: Cluster) -> dict[str, Any]:
+    stored = cluster.emulator.stored("apps", "deployments", NAMESPACE, "shop-api")
+    assert stored is not None
+    return stored
+
+
+def _annotations(deployment: dict[str, Any]) -> dict[str, str]:
+    return dict(deployment["metadata"].get("annotations") or {})
+
+
+def _images_of_replica_sets(cluster: Cluster) -> set[str]:
+    return {
+        replica_set["spec"]["template"]["spec"]["containers"][0]["image"]
+        for replica_set in cluster.deployments.replica_sets("shop-api")
+    }
+
+
+def _images_of_pods(cluster: Cluster) -> set[str]:
+    return {pod["spec"]["containers"][0]["image"] for pod in cluster.deployments.pods("shop-api")}
+
+
+async def _wait_for(what: str, check: Callable[[], bool], cluster: Cluster) -> None:
+    deadline = time.monotonic() + WAIT_TIMEOUT
+    while not check():
+        assert not cluster.operator.errors, cluster.operator.errors
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never happened: {what}")
+        await asyncio.sleep(POLL_INTERVAL)
+
+
+def _released_with(cluster: Cluster, image: str) -> Callable[[], bool]:
+    def released() -> bool:
+        deployment = _deployment(cluster)
+        annotations = _annotations(deployment)
+        return (
+            not deployment["spec"].get("paused")
+            and annotations.get(APPROVED_HASH_ANNOTATION) == _gate_hash_of(image)
+            and PENDING_HASH_ANNOTATION not in annotations
+        )
+
+    return released
+
+
+async def _patch_deployment(cluster: Cluster, patch: Any) -> dict[str, Any]:
+    """`kubectl patch` over HTTP; the answer is the object as stored after admission."""
+    apps = cluster.api._apps
+    response: Any = await asyncio.to_thread(
+        apps.patch_namespaced_deployment, "shop-api", NAMESPACE, patch, _preload_content=False
+    )
+    stored: dict[str, Any] = json.loads(response.data)
+    return stored
+
+
+async def _set_image(cluster: Cluster, image: str) -> dict[str, Any]:
+    patch = {"spec": {"template": {"spec": {"containers": [{"name": "api", "image": image}]}}}}
+    return await _patch_deployment(cluster, patch)
+
+
+async def _serving(cluster: Cluster, root: Path, database_url: str) -> None:
+    """shop-api 41 rolled out and migrated, with its hash approved: the steady state."""
+    _image(cluster, root, V41, ORDERS)
+    await cluster.create_secret("shop-db", {"url": database_url})
+    await cluster.create("apps", "deployments", _deployment_manifest(V41))
+    await _wait_for("v41 rolled out", lambda: _images_of_pods(cluster) == {V41}, cluster)
+    await cluster.apply_database_migration("shop-db", _spec())
+    await _wait_for("v41 approved", _released_with(cluster, V41), cluster)
+
+
+def _ready_for(image: str) -> Callable[[dict[str, Any]], bool]:
+    def ready(status: dict[str, Any]) -> bool:
+        return condition_of(status, "Ready").get("status") == "True" and bool(
+            status.get("lastRun", {}).get("applied") is not None
+        )
+
+    return ready
+
+
+def _tables(database_url: str) -> set[str]:
+    with psycopg.connect(database_url) as connection:
+        rows = connection.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+        ).fetchall()
+    return {row[0] for row in rows}
+
+
+async def test_a_new_image_is_paused_in_the_same_write_and_released_after_its_migration(
+    cluster: Cluster, postgres_url: str, tmp_path: Path
+) -> None:
+    await _serving(cluster, tmp_path, postgres_url)
+    _image(cluster, tmp_path, V42, INVOICES)
+    cluster.jobs.released.clear()  # the migration Job waits: the rollout must wait with it
+
+    stored = await _set_image(cluster, V42)
+
+    assert stored["spec"]["paused"] is True  # in the very write that changed the image
+    assert _annotations(stored)[PENDING_HASH_ANNOTATION] == _gate_hash_of(V42)
+    await cluster.wait_for_status(
+        "shop-db", lambda status: condition_of(status, "Reconciling").get("status") == "True"
+    )
+    assert len(cluster.jobs_of("shop-db")) == 2  # v41's, and v42's in flight
+    assert _images_of_replica_sets(cluster) == {V41}  # no ReplicaSet of v42 yet
+    assert "invoices" not in _tables(postgres_url)
+
+    cluster.jobs.released.set()
+    await _wait_for("v42 released", _released_with(cluster, V42), cluster)
+    await _wait_for("v42 rolled out", lambda: _images_of_pods(cluster) == {V42}, cluster)
+
+    assert "invoices" in _tables(postgres_url)
+    status = cluster.database_migration("shop-db")["status"]
+    assert condition_of(status, "Ready")["status"] == "True"
+    assert [entry["id"] for entry in status["lastRun"]["applied"]] == ["0003_invoices.sql"]
+    await _wait_for(
+        "the release reported",
+        lambda: ("DeploymentReleased", "Normal") in cluster.event_reasons("shop-db"),
+        cluster,
+    )
+
+
+async def test_a_first_time_creation_is_gated(
+    cluster: Cluster, postgres_url: str, tmp_path: Path
+) -> None:
+    _image(cluster, tmp_path, V41, ORDERS)
+    await cluster.create_secret("shop-db", {"url": postgres_url})
+    cluster.jobs.released.clear()
+    await cluster.apply_database_migration("shop-db", _spec())
+    await cluster.wait_for_status("shop-db", lambda status: status.get("observedGeneration") == 1)
+
+    apps = cluster.api._apps
+    body: Any = _deployment_manifest(V41)
+    response: Any = await asyncio.to_thread(
+        apps.create_namespaced_deployment, NAMESPACE, body, _preload_content=False
+    )
+    created = json.loads(response.data)
+    assert created["spec"]["paused"] is True
+    assert _annotations(created)[PENDING_HASH_ANNOTATION] == _gate_hash_of(V41)
+    await _wait_for("the Job exists", lambda: len(cluster.jobs_of("shop-db")) == 1, cluster)
+    assert cluster.deployments.replica_sets("shop-api") == []
+
+    cluster.jobs.released.set()
+    await _wait_for("v41 released", _released_with(cluster, V41), cluster)
+    await _wait_for("v41 rolled out", lambda: _images_of_pods(cluster) == {V41}, cluster)
+    assert {"customers", "orders"} <= _tables(postgres_url)
+
+
+async def test_a_failed_migration_keeps_the_old_version_serving_and_stalls(
+    cluster: Cluster, postgres_url: str, tmp_path: Path
+) -> None:
+    await _serving(cluster, tmp_path, postgres_url)
+    _image(cluster, tmp_path, V42, {**ORDERS, "0003_broken.sql": "CREATE TABLE invoices (id"})
+
+    await _set_image(cluster, V42)
+    status = await cluster.wait_for_status(
+        "shop-db", lambda status: condition_of(status, "Stalled").get("status") == "True"
+    )
+
+    stalled = condition_of(status, "Stalled")
+    assert stalled["reason"] == "MigrationFailed"
+    assert "0003_broken.sql" in stalled["message"]
+    deployment = _deployment(cluster)
+    assert deployment["spec"]["paused"] is True
+    assert _annotations(deployment)[PENDING_HASH_ANNOTATION] == _gate_hash_of(V42)
+    assert _images_of_replica_sets(cluster) == {V41}
+    assert _images_of_pods(cluster) == {V41}  # the old version keeps serving
+
+
+async def test_restart_and_scale_pass_untouched(
+    cluster: Cluster, postgres_url: str, tmp_path: Path
+) -> None:
+    await _serving(cluster, tmp_path, postgres_url)
+    restart = {
+        "spec": {
+            "template": {
+                "metadata": {
+                    "annotations": {"kubectl.kubernetes.io/restartedAt": "2026-11-28T15:00:00Z"}
+                }
+            }
+        }
+    }
+
+    restarted = await _patch_deployment(cluster, restart)
+    scaled = await _patch_deployment(cluster, {"spec": {"replicas": 3}})
+
+    for stored in (restarted, scaled):
+        assert not stored["spec"].get("paused")
+        assert PENDING_HASH_ANNOTATION not in _annotations(stored)
+    await _wait_for("restarted and scaled", lambda: len(_pods_of_newest(cluster)) == 3, cluster)
+    assert len(cluster.jobs_of("shop-db")) == 1  # no migration for a restart or a scale
+    assert len(cluster.deployments.replica_sets("shop-api")) == 2  # the restart rolled out
+
+
+def _pods_of_newest(cluster: Cluster) -> list[dict[str, Any]]:
+    """Live pods of the ReplicaSet made for the restart (its template has restartedAt)."""
+    restarted = {
+        replica_set["metadata"]["labels"]["pod-template-hash"]
+        for replica_set in cluster.deployments.replica_sets("shop-api")
+        if (replica_set["spec"]["template"]["metadata"].get("annotations") or {}).get(
+            "kubectl.kubernetes.io/restartedAt"
+        )
+    }
+    return [
+        pod
+        for pod in cluster.deployments.pods("shop-api")
+        if pod["metadata"]["labels"].get("pod-template-hash") in restarted
+        and not pod["metadata"].get("deletionTimestamp")
+    ]
+
+
+async def test_a_second_image_during_a_migration_is_migrated_and_released_in_order(
+    cluster: Cluster, postgres_url: str, tmp_path: Path
+) -> None:
+    await _serving(cluster, tmp_path, postgres_url)
+    _image(cluster, tmp_path, V42, INVOICES)
+    refunds = {**INVOICES, "0004_refunds.sql": "CREATE TABLE refunds (id integer PRIMARY KEY);"}
+    _image(cluster, tmp_path, V43, refunds)
+    cluster.jobs.released.clear()
+
+    await _set_image(cluster, V42)
+    await _wait_for("v42's Job", lambda: len(cluster.jobs_of("shop-db")) == 2, cluster)
+    stored = await _set_image(cluster, V43)
+    assert stored["spec"]["paused"] is True
+    assert _annotations(stored)[PENDING_HASH_ANNOTATION] == _gate_hash_of(V43)
+    await _wait_for("v43's Job", lambda: len(cluster.jobs_of("shop-db")) == 3, cluster)
+    cluster.jobs.released.set()
+
+    await _wait_for("v43 released", _released_with(cluster, V43), cluster)
+    await _wait_for("v43 rolled out", lambda: _images_of_pods(cluster) == {V43}, cluster)
+    assert _images_of_replica_sets(cluster) == {V41, V43}  # v42 never rolled out
+    assert {"invoices", "refunds"} <= _tables(postgres_url)
+
+
+async def test_a_rollback_is_migrated_like_any_new_hash(
+    cluster: Cluster, postgres_url: str, tmp_path: Path
+) -> None:
+    await _serving(cluster, tmp_path, postgres_url)
+    _image(cluster, tmp_path, V42, ORDERS)  # a release without new migrations
+    await _set_image(cluster, V42)
+    await _wait_for("v42 released", _released_with(cluster, V42), cluster)
+    await _wait_for("v42 rolled out", lambda: _images_of_pods(cluster) == {V42}, cluster)
+
+    stored = await _set_image(cluster, V41)  # kubectl rollout undo
+
+    assert stored["spec"]["paused"] is True
+    assert _annotations(stored)[PENDING_HASH_ANNOTATION] == _gate_hash_of(V41)
+    await _wait_for("v41 released again", _released_with(cluster, V41), cluster)
+    await _wait_for("v41 rolled back", lambda: _images_of_pods(cluster) == {V41}, cluster)
+    status = cluster.database_migration("shop-db")["status"]
+    assert condition_of(status, "Ready")["status"] == "True"
+
+
+async def test_a_manual_resume_while_pending_is_paused_again_and_recorded(
+    cluster: Cluster, postgres_url: str, tmp_path: Path
+) -> None:
+    await _serving(cluster, tmp_path, postgres_url)
+    _image(cluster, tmp_path, V42, INVOICES)
+    cluster.jobs.released.clear()
+    await _set_image(cluster, V42)
+
+    resumed = await _patch_deployment(cluster, {"spec": {"paused": False}})  # rollout resume
+
+    assert resumed["spec"]["paused"] is True
+    await _wait_for(
+        "the refused resume reported",
+        lambda: ("ResumeRefused", "Warning") in cluster.event_reasons("shop-db"),
+        cluster,
+    )
+    await _wait_for(
+        "the report's annotation cleared",
+        lambda: RESUME_REFUSED_ANNOTATION not in _annotations(_deployment(cluster)),
+        cluster,
+    )
+    assert _images_of_replica_sets(cluster) == {V41}
+    cluster.jobs.released.set()
+    await _wait_for("v42 released", _released_with(cluster, V42), cluster)
+
+
+async def test_deleting_the_resource_releases_the_deployment_it_paused(
+    cluster: Cluster, postgres_url: str, tmp_path: Path
+) -> None:
+    await _serving(cluster, tmp_path, postgres_url)
+    _image(cluster, tmp_path, V42, INVOICES)
+    cluster.jobs.released.clear()
+    await _set_image(cluster, V42)
+    await _wait_for("v42's Job", lambda: len(cluster.jobs_of("shop-db")) == 2, cluster)
+
+    custom = cluster.api._custom
+    await asyncio.to_thread(
+        custom.delete_namespaced_custom_object, GROUP, VERSION, NAMESPACE, PLURAL, "shop-db"
+    )
+    await _wait_for(
+        "the resource is gone",
+        lambda: cluster.emulator.stored(GROUP, PLURAL, NAMESPACE, "shop-db") is None,
+        cluster,
+    )
+
+    deployment = _deployment(cluster)
+    assert not deployment["spec"].get("paused")
+    assert not {PENDING_HASH_ANNOTATION, APPROVED_HASH_ANNOTATION} & set(_annotations(deployment))
+    await _wait_for("v42 rolled out", lambda: _images_of_pods(cluster) == {V42}, cluster)
+
+
+async def test_an_operator_restart_mid_gate_resumes_and_releases(
+    cluster: Cluster, postgres_url: str, tmp_path: Path
+) -> None:
+    await _serving(cluster, tmp_path, postgres_url)
+    _image(cluster, tmp_path, V42, INVOICES)
+    cluster.jobs.released.clear()
+    await _set_image(cluster, V42)
+    await _wait_for("v42's Job", lambda: len(cluster.jobs_of("shop-db")) == 2, cluster)
+
+    await cluster.restart_operator()
+    cluster.jobs.released.set()
+
+    await _wait_for("v42 released", _released_with(cluster, V42), cluster)
+    assert len(cluster.jobs_of("shop-db")) == 2  # the Job was adopted, not started again
+    assert len(cluster.jobs.runner_runs()) == 2
+
+
+async def test_pods_of_an_unmigrated_template_stall_the_resource_as_gate_bypassed(
+    cluster: Cluster, postgres_url: str, tmp_path: Path
+) -> None:
+    await _serving(cluster, tmp_path, postgres_url)
+    _image(cluster, tmp_path, V42, INVOICES)
+    cluster.jobs.released.clear()
+    # The webhook is not called (down with failurePolicy Ignore, or removed): the new template
+    # is stored as sent and rolls out.
+    webhooks = list(cluster.emulator.mutating_webhooks)
+    cluster.emulator.mutating_webhooks.clear()
+    try:
+        stored = await _set_image(cluster, V42)
+    finally:
+        cluster.emulator.mutating_webhooks.extend(webhooks)
+    assert not stored["spec"].get("paused")
+
+    status = await cluster.wait_for_status(
+        "shop-db", lambda status: condition_of(status, "Stalled").get("reason") == "GateBypassed"
+    )
+    assert "before its migration succeeded" in condition_of(status, "Stalled")["message"]
+    assert len(cluster.jobs_of("shop-db")) == 1
+
+    cluster.jobs.released.set()
+    await cluster.annotate("shop-db", {"stagecraft.dev/retry": "run-it-now"})
+    await _wait_for("v42 approved", _released_with(cluster, V42), cluster)
+    assert "invoices" in _tables(postgres_url)
