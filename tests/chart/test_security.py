@@ -14,10 +14,13 @@ from typing import Any
 
 import pytest
 
+from stagecraft.operator.manifests import NON_ROOT_USER  # the Jobs' and the image's user
+
 from .rendering import COMBINATIONS, ROOT, render, render_templates
 
 CHECKOV = ROOT / "tools" / "checkov" / "venv" / "bin" / "checkov"
-NON_ROOT_USER = 65532
+# One worker runs the checkov tests, so the chart is scanned once.
+pytestmark = pytest.mark.xdist_group("checkov")
 
 # Findings on the Dockerfile that are accepted, with why. The Dockerfile can carry the same
 # reason itself (`# checkov:skip=CKV_DOCKER_7:...`); either way the reason is written down.
