@@ -140,3 +140,20 @@ def test_peering_objects_exist_exactly_when_several_replicas_run() -> None:
     assert {p["metadata"]["name"] for p in peerings} == {
         namespaced.environment()["STAGECRAFT_PEERING"]
     }
+
+
+def test_the_network_policy_admits_exactly_the_ports_the_operator_listens_on() -> None:
+    for combination, values in COMBINATIONS.items():
+        rendered = render(values)
+        policies = rendered.of_kind("NetworkPolicy")
+        if values.get("networkPolicy", {}).get("enabled", True) is False:
+            assert policies == [], combination
+            continue
+        (policy,) = policies
+        container = rendered.one("Deployment")["spec"]["template"]["spec"]["containers"][0]
+        admitted = {port["port"] for rule in policy["spec"]["ingress"] for port in rule["ports"]}
+        assert admitted == {port["name"] for port in container["ports"]}, combination
+        assert (
+            policy["spec"]["podSelector"]["matchLabels"]
+            == (rendered.one("Deployment")["spec"]["selector"]["matchLabels"])
+        )
