@@ -63,6 +63,31 @@ def test_peering_name_turns_on_peering() -> None:
     assert operator_settings(options).peering.name == "stagecraft"
 
 
+def test_replicas_never_tie_on_peering_priority() -> None:
+    """kopf pauses every operator that sees a live peer of its own priority: replicas that all
+    kept the default would all stand still."""
+    options = options_from_environment(
+        {"STAGECRAFT_RUNNER_IMAGE": "s", "STAGECRAFT_PEERING": "stagecraft"}
+    )
+
+    priorities = {operator_settings(options).peering.priority for _ in range(20)}
+
+    assert len(priorities) == 20
+    assert all(priority > 0 for priority in priorities)
+
+
+def test_a_peering_priority_can_be_set() -> None:
+    options = options_from_environment(
+        {
+            "STAGECRAFT_RUNNER_IMAGE": "s",
+            "STAGECRAFT_PEERING": "stagecraft",
+            "STAGECRAFT_PEERING_PRIORITY": "100",
+        }
+    )
+
+    assert operator_settings(options).peering.priority == 100
+
+
 def test_webhook_server_uses_the_configured_port_and_certificate() -> None:
     options = options_from_environment(
         {
@@ -94,7 +119,7 @@ def test_namespace_selector_comes_from_the_environment() -> None:
 
 
 def test_a_selector_that_does_not_parse_names_the_variable() -> None:
-    with pytest.raises(OperatorConfigError, match="STAGECRAFT_NAMESPACE_SELECTOR: .*'team in'"):
+    with pytest.raises(OperatorConfigError, match=r"STAGECRAFT_NAMESPACE_SELECTOR: .*'team in'"):
         options_from_environment(
             {"STAGECRAFT_RUNNER_IMAGE": "s", "STAGECRAFT_NAMESPACE_SELECTOR": "team in"}
         )

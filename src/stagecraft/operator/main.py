@@ -10,6 +10,8 @@ that the Helm chart sets it in one place:
                               namespaces whose labels match (within STAGECRAFT_NAMESPACES)
   STAGECRAFT_PEERING          a peering name to run several replicas (one active); empty:
                               standalone
+  STAGECRAFT_PEERING_PRIORITY this replica's peering priority (the highest works); default:
+                              random, so that replicas never tie (kopf pauses all on a tie)
   STAGECRAFT_LIVENESS         kopf's liveness endpoint, default http://0.0.0.0:8080/healthz
   STAGECRAFT_WEBHOOK_PORT     port of the admission webhook server (HTTPS), default 9443
   STAGECRAFT_WEBHOOK_CERT / STAGECRAFT_WEBHOOK_KEY   its certificate and key files; without
@@ -23,6 +25,7 @@ that the Helm chart sets it in one place:
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +43,7 @@ from .scoping import LabelSelector, NamespaceScope, ScopedReconciler, SelectorEr
 from .webhooks import register_webhooks
 
 DEFAULT_LIVENESS = "http://0.0.0.0:8080/healthz"
+MAX_PEERING_PRIORITY = 2**31 - 2  # kopf stores priorities as Kubernetes integers (int32)
 DEFAULT_WEBHOOK_PORT = 9443
 DEFAULT_METRICS_PORT = 8081
 
@@ -54,6 +58,7 @@ class OperatorOptions:
     namespaces: tuple[str, ...] = ()  # empty: the whole cluster
     namespace_selector: LabelSelector | None = None  # None: every namespace served
     peering_name: str | None = None  # None: standalone, a single replica
+    peering_priority: int | None = None  # None: a random one per replica (see peering_priority)
     liveness_endpoint: str | None = DEFAULT_LIVENESS
     webhook_port: int = DEFAULT_WEBHOOK_PORT
     webhook_cert: str | None = None
@@ -100,6 +105,7 @@ def options_from_environment(environment: Mapping[str, str]) -> OperatorOptions:
         namespaces=tuple(namespace for namespace in namespaces if namespace),
         namespace_selector=selector,
         peering_name=environment.get("STAGECRAFT_PEERING", "").strip() or None,
+        peering_priority=int(_number(environment, "STAGECRAFT_PEERING_PRIORITY", 0)) or None,
         liveness_endpoint=environment.get("STAGECRAFT_LIVENESS", DEFAULT_LIVENESS).strip() or None,
         webhook_port=int(_number(environment, "STAGECRAFT_WEBHOOK_PORT", DEFAULT_WEBHOOK_PORT)),
         webhook_cert=environment.get("STAGECRAFT_WEBHOOK_CERT") or None,
@@ -140,7 +146,15 @@ def operator_settings(options: OperatorOptions) -> kopf.OperatorSettings:
         )
     if options.peering_name:
         settings.peering.name = options.peering_name
+        settings.peering.priority = options.peering_priority or peering_priority()
     return settings
+
+
+def peering_priority() -> int:
+    """A priority of this replica's own: kopf pauses *every* operator that sees a live peer of
+    the same priority, so replicas that all kept kopf's default (0) would all stand still. The
+    highest priority works; the others take over when its peering record expires."""
+    return secrets.randbelow(MAX_PEERING_PRIORITY) + 1
 
 
 RESOURCES_BY_NAMESPACE = "resources_by_namespace"  # a kopf index, passed to handlers by this name
