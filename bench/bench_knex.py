@@ -29,7 +29,16 @@ sys.path.insert(0, str(ROOT))  # run as a script: `tests.support` lives at the r
 import psycopg  # noqa: E402
 from tests.support.postgres_server import PostgresServer, running_server  # noqa: E402
 
-from bench.common import Timing, fresh_database, node_version, timing_of, timing_rows, write_results  # noqa: E402
+from bench.common import (  # noqa: E402
+    Timing,
+    fresh_database,
+    machine_note,
+    node_version,
+    ratios,
+    timing_of,
+    timing_rows,
+    write_results,
+)
 
 NODE_MODULES = ROOT / "tools" / "node" / "node_modules"
 KNEX_CLI = NODE_MODULES / "knex" / "bin" / "cli.js"
@@ -103,8 +112,8 @@ def measure(server: PostgresServer, folder: Path, count: int, repeat: int) -> di
     cold: dict[str, Callable[[str], float]] = {
         "knex migrate:latest": lambda url: knex(project, url, "migrate:latest"),
         "stagecraft migrate run": lambda url: stagecraft("run", folder, url),
-        "stagecraft migrate run, single_transaction": lambda url: stagecraft(
-            "run", folder, url, "single_transaction=true"
+        "stagecraft migrate run, single_transaction=false": lambda url: stagecraft(
+            "run", folder, url, "single_transaction=false"
         ),
     }
     migrated: dict[str, list[str]] = {name: [] for name in cold}
@@ -141,14 +150,17 @@ def measure(server: PostgresServer, folder: Path, count: int, repeat: int) -> di
 
 
 def section(results: dict[str, Timing], count: int, repeat: int) -> str:
-    def ratio(ours: str, theirs: str) -> float:
-        return results[ours].median / results[theirs].median
-
-    cold = ratio("cold apply: stagecraft migrate run", "cold apply: knex migrate:latest")
-    single = ratio(
-        "cold apply: stagecraft migrate run, single_transaction", "cold apply: knex migrate:latest"
+    cold = ratios(results, "cold apply: stagecraft migrate run", "cold apply: knex migrate:latest")
+    each = ratios(
+        results,
+        "cold apply: stagecraft migrate run, single_transaction=false",
+        "cold apply: knex migrate:latest",
     )
-    noop = ratio("no-op: stagecraft migrate plan", "no-op: knex migrate:status")
+    noop = ratios(results, "no-op: stagecraft migrate plan", "no-op: knex migrate:status")
+    # A target counts as met only when the medians and the fastest runs both say so: on a
+    # shared machine one of them alone can be an accident of the load.
+    cold_verdict = "meets" if max(cold) <= 1 else "misses"
+    noop_verdict = "meets" if max(noop) <= 0.5 else "misses"
     rows = timing_rows(results)
     return f"""{HEADING}
 
@@ -157,24 +169,27 @@ migrations (`knex.raw('CREATE TABLE ...')` each, `.js` files) on a fresh databas
 local PostgreSQL (fsync on); Knex 3.3.0's CLI through node {node_version()} against `stagecraft
 migrate ... --engine knex` (Python {platform.python_version()}), each a process of its own, in
 one project folder, wall-clock seconds, median of {repeat} after one untimed round, on
-{os.cpu_count()} cores. The no-op rows run on a database the other tool migrated.
+{machine_note()}. The no-op rows run on a database the other tool migrated.
 
 | measurement | median s | fastest s |
 |---|---|---|
 {rows}
 
-Stagecraft's cold apply takes {cold:.2f}x `knex migrate:latest` ({single:.2f}x with
-`single_transaction=true`); its no-op plan takes {noop:.2f}x `knex migrate:status`. Where the
-time goes:
+Stagecraft's cold apply takes {cold[0]:.2f}x `knex migrate:latest` by the medians,
+{cold[1]:.2f}x by the fastest runs ({cold_verdict} the target of at most 1x); with
+`single_transaction=false` {each[0]:.2f}x / {each[1]:.2f}x. Its no-op plan takes {noop[0]:.2f}x
+`knex migrate:status` by the medians, {noop[1]:.2f}x by the fastest runs ({noop_verdict} the
+target of well under, taken as at most 0.5x). Where the time goes:
 
 - Cold apply: Stagecraft runs the same Knex, so the difference is what it asks Knex to do.
-  `knex migrate:latest` applies the whole batch in ONE transaction, one commit. Stagecraft's
-  default gives each migration its own transaction (a failure keeps what succeeded before it,
-  as every Stagecraft engine does); Knex then records each migration in a second, autocommitted
-  statement, so every migration pays two commits, each a WAL flush. `single_transaction=true`
-  keeps Knex's one-transaction batch and costs Knex's time plus Python's start-up, the plan,
-  the table read that builds the report, and one more statement per migration: the "started"
-  row that makes a migration Knex did not record visible as dirty.
+  By default, as `knex migrate:latest`, the whole batch runs in ONE transaction, one commit,
+  and Stagecraft adds no statement per migration (its "started" rows are needed only outside a
+  batch transaction); what remains is Python's start-up, the plan made under Stagecraft's lock,
+  and the table read that builds the report, on top of the same Knex run.
+  `single_transaction=false` gives each migration its own transaction (a failure keeps what
+  succeeded before it); Knex then records each migration in a second, autocommitted statement,
+  and Stagecraft writes a "started" row in each, so every migration pays two commits, each a
+  WAL flush.
 - No-op plan: Stagecraft reads the folder and two tables from Python and starts no Node.js;
   the in-process row is the engine's own work, the rest is the Python interpreter and its
   imports, against node's start-up plus Knex's loading of its CLI for `knex migrate:status`.

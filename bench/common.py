@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 import subprocess
 import uuid
@@ -31,6 +32,13 @@ class Timing:
 
 def timing_of(repeat: int, measure: Callable[[], float]) -> Timing:
     return Timing.of([measure() for _ in range(repeat)])
+
+
+def machine_note() -> str:
+    """The cores and how busy the machine was: these benches run on machines shared with other
+    work, whose load moves single runs (the fastest-run column shows by how much)."""
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    return f"{os.cpu_count()} cores shared with other work (load average {load} at the end)"
 
 
 def node_version() -> str:

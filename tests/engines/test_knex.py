@@ -74,7 +74,7 @@ def recorded(url: str, table: str = "knex_migrations") -> list[str]:
         return [name for (name,) in connection.execute(f"SELECT name FROM {table}".encode())]
 
 
-def test_a_failing_migration_names_itself_and_the_database_message_and_records_nothing(
+def test_a_failing_migration_rolls_back_the_whole_batch_as_knex_does(
     postgres_url: str, tmp_path: Path
 ) -> None:
     folder = make_project(tmp_path / "app", {"001_a.js": CREATE_A, "002_fails.js": FAILS})
@@ -84,20 +84,27 @@ def test_a_failing_migration_names_itself_and_the_database_message_and_records_n
     assert failed.value.path == folder / "002_fails.js"
     assert failed.value.failure.sqlstate == "42P01"
     assert 'relation "missing_table" does not exist' in str(failed.value)
+    assert "none of its migrations were applied or recorded" in str(failed.value)
+    assert failed.value.applied == ()
+    assert recorded(postgres_url) == []
+    assert not {"a", "partial"} & tables(postgres_url)
+    assert recorded(postgres_url, "knex_migrations_stagecraft_started") == []
+    pending = [m.id for m in engine.plan(options(folder, postgres_url)).pending]
+    assert pending == ["001_a.js", "002_fails.js"]
+
+
+def test_without_single_transaction_a_failure_keeps_the_migrations_before_it(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    folder = make_project(tmp_path / "app", {"001_a.js": CREATE_A, "002_fails.js": FAILS})
+    with pytest.raises(MigrationFailed) as failed:
+        engine.run(options(folder, postgres_url, options={"single_transaction": "false"}))
+    assert failed.value.migration == "002_fails.js"
+    assert failed.value.failure.sqlstate == "42P01"
     assert [applied.id for applied in failed.value.applied] == ["001_a.js"]
     assert recorded(postgres_url) == ["001_a.js"]
     assert "partial" not in tables(postgres_url)
     assert [m.id for m in engine.plan(options(folder, postgres_url)).pending] == ["002_fails.js"]
-
-
-def test_single_transaction_keeps_knexs_all_or_nothing_batch(
-    postgres_url: str, tmp_path: Path
-) -> None:
-    folder = make_project(tmp_path / "app", {"001_a.js": CREATE_A, "002_fails.js": FAILS})
-    with pytest.raises(MigrationFailed, match=r"002_fails\.js"):
-        engine.run(options(folder, postgres_url, options={"single_transaction": "true"}))
-    assert recorded(postgres_url) == []
-    assert "a" not in tables(postgres_url)
 
 
 def test_a_migration_that_opts_out_of_transactions_runs_outside_one(

@@ -113,6 +113,11 @@ class KnexOutcome:
         return bool(self.of_kind("raced")) or any(KNEX_LOCK_HELD in w for w in self.warnings())
 
     @property
+    def batch_transaction(self) -> bool:
+        """Whether Knex ran the whole batch in one transaction (all or nothing)."""
+        return any(event.get("transaction") is True for event in self.of_kind("batch"))
+
+    @property
     def finished(self) -> dict[str, int]:
         return {str(e["name"]): int(e.get("ms") or 0) for e in self.of_kind("finished")}
 
@@ -135,7 +140,7 @@ class KnexInvocation:
     url: str
     url_env: str
     settings: Mapping[str, Any]  # read by knex_config.cjs from stdin
-    single_transaction: bool = False
+    single_transaction: bool = True
 
 
 EventListener = Callable[[dict[str, Any]], None]

@@ -88,6 +88,10 @@ function checkAgreement(projectMigrations, planned, knexfile) {
 function reportingHooks(projectMigrations, settings) {
   const { beforeAll, beforeEach, afterEach } = projectMigrations;
   const startedAt = new Map();
+  // Knex hands beforeAll its batch transaction when the whole batch runs in one; Knex then
+  // writes its own rows in that transaction too, so they commit or roll back with the
+  // migrations and a migration can never be applied without its row: no started rows needed.
+  let inBatchTransaction = false;
   // A row in Stagecraft's "started" table, written with the migration: in its transaction when
   // it has one (so it commits with it), on its own when it has none. Knex records a migration
   // only after that, so a started row without Knex's record is a migration that may have been
@@ -101,6 +105,8 @@ function reportingHooks(projectMigrations, settings) {
   };
   return {
     async beforeAll(knex, migrations) {
+      inBatchTransaction = Boolean(knex.isTransaction);
+      emit({ event: 'batch', transaction: inBatchTransaction });
       // Knex holds its lock now. Outside a batch transaction it does not look again at what is
       // recorded, so a plain Knex that ran between our listing and our lock would see its
       // migrations run twice: stop instead, and Stagecraft plans again.
@@ -129,7 +135,7 @@ function reportingHooks(projectMigrations, settings) {
     },
     async beforeEach(knex, migrations) {
       for (const migration of migrations) {
-        await markStarted(knex, migration.file);
+        if (!inBatchTransaction) await markStarted(knex, migration.file);
         startedAt.set(migration.file, process.hrtime.bigint());
         emit({ event: 'started', name: migration.file });
       }

@@ -48,9 +48,10 @@ class KnexOptions:
     extra_directories: Names = ()  # more migration folders (migrations.directory as a list)
     load_extensions: Names = DEFAULT_LOAD_EXTENSIONS
     sort_dirs_separately: bool = False
-    # Knex's own default wraps the whole batch in one transaction; Stagecraft commits each
-    # migration with its row, so that a failure keeps what succeeded before it.
-    single_transaction: bool = False
+    # Knex's own default, which Knex users expect: the whole batch in one transaction, all or
+    # nothing (docs/decisions.md). False commits each migration on its own, so that a failure
+    # keeps what succeeded before it.
+    single_transaction: bool = True
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,15 @@ class KnexFailed(StagecraftError):
     """Knex stopped for a reason that is not one migration's failure (config, connection...)."""
 
 
-def migration_failed(migration: Migration, failure: SqlFailure, *, dirty: bool) -> MigrationFailed:
+BATCH_ROLLED_BACK = (
+    "Knex ran the batch in one transaction, which rolled back: none of its migrations were "
+    "applied or recorded"
+)
+
+
+def migration_failed(
+    migration: Migration, failure: SqlFailure, *, dirty: bool, batch_transaction: bool = False
+) -> MigrationFailed:
     return MigrationFailed(
         migration.id,
         migration.path,
@@ -48,6 +56,7 @@ def migration_failed(migration: Migration, failure: SqlFailure, *, dirty: bool) 
         dirty=dirty,
         resolve_hint=f"Once it is repaired, run `stagecraft migrate resolve --migration "
         f"{migration.id} --applied` (or `--rolled-back`).",
+        outcome=BATCH_ROLLED_BACK if batch_transaction and not dirty else None,
     )
 
 
@@ -164,7 +173,10 @@ def raise_failure(
         # left its row, and the plan now reports it as dirty.
         dirty = failed_name in tables.started() - recorded
         failed = migration_failed(
-            by_id[failed_name], _failure_of(outcome, failed_name, url), dirty=dirty
+            by_id[failed_name],
+            _failure_of(outcome, failed_name, url),
+            dirty=dirty,
+            batch_transaction=outcome.batch_transaction,
         )
         # Per-migration transactions keep what finished before the failure (and is recorded).
         done = recorded & set(outcome.finished)
