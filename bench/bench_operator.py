@@ -124,6 +124,7 @@ class ScaleRun:
     probe_to_status: list[float]
     start_memory: Memory  # once the operator was watching, before any resource existed
     memory: Memory
+    one_by_one: bool = False  # created each after the previous one's status, no probes
 
 
 def database_secret() -> dict[str, Any]:
@@ -168,9 +169,16 @@ async def create_resources(emulator: CountingEmulator, names: list[str]) -> None
 
 
 async def load(
-    emulator: CountingEmulator, timeline: Timeline, operator: OperatorProcess, size: int
+    emulator: CountingEmulator,
+    timeline: Timeline,
+    operator: OperatorProcess,
+    size: int,
+    one_by_one: bool,
 ) -> list[str]:
+    """Create `size` resources, at once or each after the previous one's status; wait for all."""
     names = [f"load-{index:05d}" for index in range(size)]
+    if one_by_one:
+        return await probe(emulator, timeline, operator, names, gap=0.0)
     await create_resources(emulator, names)
     deadline = time.monotonic() + LOAD_TIMEOUT
     for name in names:
@@ -183,10 +191,9 @@ async def probe(
     emulator: CountingEmulator,
     timeline: Timeline,
     operator: OperatorProcess,
-    count: int,
+    names: list[str],
     gap: float,
 ) -> list[str]:
-    names = [f"probe-{index:04d}" for index in range(count)]
     for name in names:
         await create_resources(emulator, [name])
         operator.check_alive()
@@ -219,7 +226,9 @@ async def stop_profiler(profiler: asyncio.subprocess.Process | None) -> None:
         await profiler.wait()
 
 
-async def run_scale(name: str, size: int, options: argparse.Namespace, work: Path) -> ScaleRun:
+async def run_scale(
+    name: str, size: int, options: argparse.Namespace, work: Path, *, one_by_one: bool = False
+) -> ScaleRun:
     contender = CONTENDERS[name]
     emulator = CountingEmulator()
     declare_custom_resource(emulator)
@@ -238,7 +247,7 @@ async def run_scale(name: str, size: int, options: argparse.Namespace, work: Pat
             await emulator.put_object("", "secrets", database_secret())
             emulator.served.clear()
             cpu_before = operator.cpu_seconds()
-            names = await load(emulator, timeline, operator, size)
+            names = await load(emulator, timeline, operator, size, one_by_one)
             cpu = operator.cpu_seconds() - cpu_before
             requests = Counter(emulator.served)
             load_to_job, load_to_status = timeline.latencies(names)
@@ -250,7 +259,9 @@ async def run_scale(name: str, size: int, options: argparse.Namespace, work: Pat
             settle_cpu = operator.cpu_seconds() - cpu_before
             settled = Counter(emulator.served)
             profiler = await start_profiler(options, operator, f"{name}-{size}")
-            probes = await probe(emulator, timeline, operator, options.probes, options.gap)
+            count = 0 if one_by_one else options.probes
+            probe_names = [f"probe-{index:04d}" for index in range(count)]
+            probes = await probe(emulator, timeline, operator, probe_names, options.gap)
             await stop_profiler(profiler)
             probe_to_job, probe_to_status = timeline.latencies(probes)
             memory = operator.memory()
@@ -272,6 +283,7 @@ async def run_scale(name: str, size: int, options: argparse.Namespace, work: Pat
         probe_to_status,
         start_memory,
         memory,
+        one_by_one,
     )
 
 
@@ -368,7 +380,24 @@ def growth_line(runs: list[ScaleRun], operator: str, small: int, large: int) -> 
     )
 
 
-def targets(runs: list[ScaleRun], sizes: list[int]) -> str:
+def memory_lines(burst: ScaleRun, steady: ScaleRun | None) -> list[str]:
+    lines = []
+    if steady is not None:
+        verdict = "met" if steady.memory.peak_mib < MEMORY_TARGET_MIB else "MISSED"
+        lines.append(
+            f"- operator memory with {steady.size:,} present, created one after another: peak "
+            f"{steady.memory.peak_mib:.1f} MiB (target under {MEMORY_TARGET_MIB:.0f} MiB): "
+            f"{verdict}"
+        )
+    verdict = "met" if burst.memory.peak_mib < MEMORY_TARGET_MIB else "MISSED"
+    lines.append(
+        f"- operator memory with {burst.size:,} present, created at once: peak "
+        f"{burst.memory.peak_mib:.1f} MiB (target under {MEMORY_TARGET_MIB:.0f} MiB): {verdict}"
+    )
+    return lines
+
+
+def targets(runs: list[ScaleRun], sizes: list[int], steady: ScaleRun | None) -> str:
     lines = ratio_lines(runs, sizes)
     if TARGET_SIZE in sizes:
         ours = by(runs, STAGECRAFT, TARGET_SIZE)
@@ -378,16 +407,37 @@ def targets(runs: list[ScaleRun], sizes: list[int]) -> str:
             f"- p99 create-to-Job with {TARGET_SIZE:,} present: {ms(worst)} ms "
             f"(target under {ms(P99_TARGET_SECONDS)} ms): {verdict}"
         )
-        peak = ours.memory.peak_mib
-        verdict = "met" if peak < MEMORY_TARGET_MIB else "MISSED"
-        lines.append(
-            f"- operator memory with {TARGET_SIZE:,} present: peak {peak:.1f} MiB, now "
-            f"{ours.memory.rss_mib:.1f} MiB (target under {MEMORY_TARGET_MIB:.0f} MiB): {verdict}"
-        )
+        if steady is not None:
+            worst = p99(steady.load_to_job)
+            verdict = "met" if worst < P99_TARGET_SECONDS else "MISSED"
+            lines.append(
+                f"- p99 create-to-Job while {steady.size:,} are created one after another: "
+                f"{ms(worst)} ms: {verdict}"
+            )
+        lines += memory_lines(ours, steady)
     grown = [size for size in sizes if size > 1]
     if len(grown) >= 2:
         for operator in (STAGECRAFT, BARE):
             lines.append(growth_line(runs, operator, grown[0], grown[-1]))
+    return "\n".join(lines)
+
+
+def one_by_one_table(runs: list[ScaleRun]) -> str:
+    lines = [
+        "| resources | operator | all statuses s | create to Job: median ms | p99 ms "
+        "| create to status: median ms | p99 ms | RSS at start MiB | RSS MiB | peak RSS MiB "
+        "| KiB per resource |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for run in runs:
+        grown = (run.memory.rss_mib - run.start_memory.rss_mib) * 1024
+        lines.append(
+            f"| {run.size:,} | {run.operator} | {run.load_seconds:.2f} "
+            f"| {ms(statistics.median(run.load_to_job))} | {ms(p99(run.load_to_job))} "
+            f"| {ms(statistics.median(run.load_to_status))} | {ms(p99(run.load_to_status))} "
+            f"| {run.start_memory.rss_mib:.1f} | {run.memory.rss_mib:.1f} "
+            f"| {run.memory.peak_mib:.1f} | {grown / run.size:.0f} |"
+        )
     return "\n".join(lines)
 
 
@@ -401,9 +451,13 @@ def machine_notes() -> str:
     )
 
 
-def report(runs: list[ScaleRun], sizes: list[int], options: argparse.Namespace) -> str:
+def report(
+    runs: list[ScaleRun], sizes: list[int], options: argparse.Namespace, every: list[ScaleRun]
+) -> str:
     command = "python bench/bench_operator.py" + (" --quick" if options.quick else "")
     largest = max(sizes)
+    one_by_one = [run for run in every if run.one_by_one]
+    steady = next((run for run in one_by_one if run.operator == STAGECRAFT), None)
     return f"""{HEADING}
 
 `{command}`: each operator as a process of its own against a fresh API-server emulator
@@ -437,9 +491,16 @@ API requests per resource during the load of {largest:,} (watch streams not coun
 
 {requests_table(runs, largest)}
 
+### N resources created one after another
+
+Each is created once the previous one's status is written: the reaction as the count grows,
+and the memory of N resources present without a burst's backlog.
+
+{one_by_one_table(one_by_one)}
+
 ### Targets of issue 4
 
-{targets(runs, sizes)}
+{targets(runs, sizes, steady)}
 """
 
 
@@ -453,14 +514,18 @@ async def run_all(options: argparse.Namespace, sizes: list[int]) -> list[ScaleRu
             STAGECRAFT_WEBHOOK_KEY=str(key),
             STAGECRAFT_WEBHOOK_PORT=str(free_port()),
         )
-        for size in sizes:
+        plan = [(size, False) for size in sizes]
+        if options.one_by_one:
+            plan.append((options.one_by_one, True))
+        for size, one_by_one in plan:
             for name in (STAGECRAFT, BARE):
-                run = await run_scale(name, size, options, work)
+                run = await run_scale(name, size, options, work, one_by_one=one_by_one)
                 runs.append(run)
+                reaction = run.load_to_job if one_by_one else run.probe_to_job
                 print(
-                    f"{name} with {size}: probe create-to-Job median "
-                    f"{ms(statistics.median(run.probe_to_job))} ms, p99 {ms(p99(run.probe_to_job))}"
-                    f" ms; load {run.load_seconds:.2f} s; peak {run.memory.peak_mib:.1f} MiB",
+                    f"{name} with {size}{' one by one' if one_by_one else ''}: create-to-Job "
+                    f"median {ms(statistics.median(reaction))} ms, p99 {ms(p99(reaction))} ms; "
+                    f"load {run.load_seconds:.2f} s; peak {run.memory.peak_mib:.1f} MiB",
                     flush=True,
                 )
     return runs
@@ -472,15 +537,21 @@ def main() -> None:
     parser.add_argument("--probes", type=int, default=100)
     parser.add_argument("--gap", type=float, default=0.1, help="seconds between probes")
     parser.add_argument("--job-seconds", type=float, default=1.0)
+    parser.add_argument(
+        "--one-by-one",
+        type=int,
+        default=TARGET_SIZE,
+        help="also create this many one after another, for steady-state memory (0: skip)",
+    )
     parser.add_argument("--profile", help="folder for py-spy profiles of the probes (py-spy)")
     parser.add_argument("--quick", action="store_true", help="sizes 1,20 and 10 probes")
     parser.add_argument("--no-write", action="store_true", help="leave docs/benchmarks.md alone")
     options = parser.parse_args()
     if options.quick:
-        options.sizes, options.probes = "1,20", 10
+        options.sizes, options.probes, options.one_by_one = "1,20", 10, 20
     sizes = [int(size) for size in options.sizes.split(",")]
     runs = asyncio.run(run_all(options, sizes))
-    text = report(runs, sizes, options)
+    text = report([run for run in runs if not run.one_by_one], sizes, options, runs)
     print(text)
     if not options.no_write and not options.quick:
         write_results(HEADING, text)
