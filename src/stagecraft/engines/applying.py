@@ -15,7 +15,7 @@ from typing import Protocol
 
 from . import scripts
 from .base import AppliedResult, Migration, Plan, RunOptions, RunReport
-from .database import Database
+from .database import Database, MigrationUnit, SqlCommand, UnitFailed
 from .errors import MigrationFailed, PlanChanged, RefusalReason, RunRefused
 from .sqlsplit import Statement
 
@@ -46,6 +46,20 @@ class Tracker(Protocol):
 
     def record_finished(self, migration: Migration, duration_ms: int) -> None:
         """Turn the dirty row of `record_started` into an applied one."""
+        ...
+
+
+class UpFrontRows(Protocol):
+    """A tracking table whose row for a migration is known before it runs (Drizzle's: its hash
+    and `when`, no duration), so that the database may send many migrations ahead, each still
+    committed with its row (`Database.apply_units`)."""
+
+    def applied_row(self, migration: Migration) -> SqlCommand:
+        """The INSERT that records it as applied."""
+        ...
+
+    def recorded_query(self, migration: Migration) -> SqlCommand:
+        """A query that returns a row if another runner recorded it."""
         ...
 
 
@@ -83,6 +97,8 @@ class PlanApplier:
     # table; Prisma's, whose tool takes the same key). Where the lock is exclusive, a row cannot
     # appear between the plan and the apply, so the per-migration re-check is skipped.
     others_may_write: bool = True
+    # Set when the tracker's rows are known up front: migrations then go through apply_units.
+    up_front: UpFrontRows | None = None
     _recheck: bool = field(default=True, init=False)
 
     def apply(self, plan: Plan) -> RunReport:
@@ -98,6 +114,8 @@ class PlanApplier:
             return self._apply_all(plan, prepared)
 
     def _apply_all(self, plan: Plan, prepared: list[PreparedMigration]) -> RunReport:
+        if self.up_front and all(step.migration.transactional for step in prepared):
+            return self._apply_units(plan, prepared, self.up_front)
         applied: list[AppliedResult] = []
         skipped: list[str] = []
         progress = self.opts.progress
@@ -116,6 +134,47 @@ class PlanApplier:
             applied.append(AppliedResult(step.migration.id, duration))
             if progress:
                 progress.finished(step.migration, index, len(prepared), duration)
+        return RunReport(
+            engine=self.engine_id, plan=plan, applied=tuple(applied), skipped=tuple(skipped)
+        )
+
+    def _apply_units(
+        self, plan: Plan, prepared: list[PreparedMigration], rows: UpFrontRows
+    ) -> RunReport:
+        units = [
+            MigrationUnit(
+                statements=step.statements,
+                record=rows.applied_row(step.migration),
+                recorded=rows.recorded_query(step.migration) if self._recheck else None,
+            )
+            for step in prepared
+        ]
+        applied: list[AppliedResult] = []
+        skipped: list[str] = []
+        progress = self.opts.progress
+        # Every outcome is read, to the end: the database finishes its work after the last one.
+        outcomes = self.database.apply_units(units)
+        try:
+            for index, duration in enumerate(outcomes, start=1):
+                step = prepared[index - 1]
+                if duration is None:
+                    skipped.append(step.migration.id)  # another runner applied it meanwhile
+                    continue
+                applied.append(AppliedResult(step.migration.id, duration))
+                if progress:
+                    progress.started(step.migration, index, len(prepared))
+                    progress.finished(step.migration, index, len(prepared), duration)
+        except UnitFailed as failed:
+            step = prepared[failed.index]
+            error = MigrationFailed(
+                step.migration.id,
+                step.migration.path,
+                scripts.failure_in(step.script, failed.statement, failed.failure),
+            )
+            error.applied = tuple(applied)
+            raise error from None
+        finally:
+            outcomes.close()  # stops the database's work if this loop stopped early
         return RunReport(
             engine=self.engine_id, plan=plan, applied=tuple(applied), skipped=tuple(skipped)
         )

@@ -7,7 +7,8 @@ branches on the dialect. `connect` picks the implementation from the URL scheme.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
+import time
+from collections.abc import Generator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -43,6 +44,36 @@ class StatementFailed(Exception):
         self.detail = detail
         self.hint = hint
         self.position = position
+
+
+@dataclass(frozen=True)
+class SqlCommand:
+    """One statement with `%s` placeholders and its parameters."""
+
+    sql: str
+    params: Sequence[Any] = ()
+
+
+@dataclass(frozen=True)
+class MigrationUnit:
+    """A migration for `Database.apply_units`: its statements and its tracking row, committed
+    together in one transaction."""
+
+    statements: Sequence[Statement]
+    record: SqlCommand  # the INSERT of the tracking row
+    # Returns a row if another runner recorded the migration meanwhile: it is then skipped.
+    recorded: SqlCommand | None = None
+
+
+class UnitFailed(Exception):
+    """Unit `index` failed, at `statement` (None: at its BEGIN, check, row or COMMIT);
+    nothing of it, nor of any unit after it, was committed."""
+
+    def __init__(self, index: int, statement: Statement | None, failure: StatementFailed) -> None:
+        super().__init__(failure.message)
+        self.index = index
+        self.statement = statement
+        self.failure = failure
 
 
 class Database(Protocol):
@@ -91,7 +122,35 @@ class Database(Protocol):
         """Run one statement of a migration; raise StatementFailed on an SQL error."""
         ...
 
+    def apply_units(self, units: Sequence[MigrationUnit]) -> Generator[int | None, None, None]:
+        """Commit each unit with its row, in order, yielding its duration in milliseconds, or
+        None for a unit skipped because `recorded` found it. The first failure raises
+        UnitFailed. PostgreSQL sends the units ahead without waiting for each one's results."""
+        ...
+
     def close(self) -> None: ...
+
+
+def apply_one_by_one(
+    database: Database, units: Sequence[MigrationUnit]
+) -> Generator[int | None, None, None]:
+    """`apply_units` for a database that waits for each statement: one transaction per unit."""
+    for index, unit in enumerate(units):
+        yield _apply_one(database, index, unit)
+
+
+def _apply_one(database: Database, index: int, unit: MigrationUnit) -> int | None:
+    with database.transaction():
+        if unit.recorded and database.query(unit.recorded.sql, unit.recorded.params):
+            return None
+        started = time.perf_counter()
+        for statement in unit.statements:
+            try:
+                database.execute_statement(statement)
+            except StatementFailed as failed:
+                raise UnitFailed(index, statement, failed) from None
+        database.execute(unit.record.sql, unit.record.params)
+    return round((time.perf_counter() - started) * 1000)
 
 
 def connect(

@@ -30,7 +30,7 @@ from annotated_types import MinLen
 from . import scripts
 from .applying import PlanApplier, PreparedMigration, refuse_unsafe
 from .base import Migration, Plan, PlanOptions, RunOptions, RunReport
-from .database import Database, connect
+from .database import Database, SqlCommand, connect
 from .drizzle_folder import DrizzleMigration, Journal, read_journal, statements_by_chunk
 from .drizzle_rules import TrackingRow, compare_with_journal
 from .errors import InvalidOptions
@@ -99,21 +99,30 @@ class _TrackingTable:
             for row_id, hash_, created in rows
         ]
 
-    def is_recorded(self, migration: Migration) -> bool:
+    def recorded_query(self, migration: Migration) -> SqlCommand:
         assert isinstance(migration, DrizzleMigration)
-        rows = self.db.query(
+        return SqlCommand(
             f"SELECT 1 FROM {self.name} WHERE created_at = %s AND hash = %s",
             (migration.when, migration.checksum),
         )
-        return bool(rows)
 
-    def record_applied(self, migration: Migration, duration_ms: int) -> None:
-        del duration_ms  # Drizzle's table has no column for it
+    def is_recorded(self, migration: Migration) -> bool:
+        query = self.recorded_query(migration)
+        return bool(self.db.query(query.sql, query.params))
+
+    def applied_row(self, migration: Migration) -> SqlCommand:
+        # Known before the migration runs (Drizzle's table has no column for its duration), so
+        # the applier can send many migrations ahead (PlanApplier.up_front).
         assert isinstance(migration, DrizzleMigration)
-        self.db.execute(
+        return SqlCommand(
             f'INSERT INTO {self.name} ("hash", "created_at") VALUES (%s, %s)',
             (migration.checksum, migration.when),
         )
+
+    def record_applied(self, migration: Migration, duration_ms: int) -> None:
+        del duration_ms
+        row = self.applied_row(migration)
+        self.db.execute(row.sql, row.params)
 
     def record_started(self, migration: Migration) -> None:
         raise AssertionError(f"{migration.id}: every Drizzle migration runs in a transaction")
@@ -156,7 +165,9 @@ class DrizzleEngine:
                 refuse_unsafe(plan, opts)
                 if opts.dry_run:
                     return RunReport(engine=self.id, plan=plan, dry_run=True)
-                applier = PlanApplier(self.id, database, tracking, opts, prepare=prepare)
+                applier = PlanApplier(
+                    self.id, database, tracking, opts, prepare=prepare, up_front=tracking
+                )
                 return applier.apply(plan)
         finally:
             database.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -11,8 +11,9 @@ import psycopg
 from psycopg import sql as pgsql
 from psycopg.pq import TransactionStatus
 
-from .database import ColumnTypes, StatementFailed
+from .database import ColumnTypes, MigrationUnit, StatementFailed
 from .errors import DatabaseUnavailable, LockTimeout
+from .postgres_pipeline import UnitPipeline
 from .sqlsplit import POSTGRES, Statement, split_statements
 from .urls import redact_url, scrub
 
@@ -163,6 +164,23 @@ class PostgresDatabase:
                 hint=diag.message_hint,
                 position=int(position) - 1 if position else None,
             ) from None
+
+    def apply_units(self, units: Sequence[MigrationUnit]) -> Generator[int | None, None, None]:
+        connection = self._connection
+        render = psycopg.ClientCursor(connection).mogrify
+        encoding = connection.info.encoding
+        pipeline = UnitPipeline(
+            connection.pgconn,
+            encoding=encoding,
+            render=lambda command: render(command.sql, command.params or None).encode(encoding),
+            abandon=connection.close,
+        )
+        try:
+            yield from pipeline.apply(units)
+        except psycopg.Error as error:
+            if _connection_lost(error) or connection.closed:
+                raise self._unavailable(error) from None
+            raise
 
     def close(self) -> None:
         self._connection.close()

@@ -118,6 +118,16 @@ def execute(
             ) from None
 
 
+def failure_in(script: str, statement: Statement | None, failed: StatementFailed) -> SqlFailure:
+    """Where a migration failed: at a statement, or (None) around its statements, such as the
+    insert of its tracking row or its COMMIT, which have no place in the file."""
+    if statement is not None:
+        return failure_at(script, statement, failed)
+    return SqlFailure(
+        message=failed.message, sqlstate=failed.sqlstate, detail=failed.detail, hint=failed.hint
+    )
+
+
 def failure_at(script: str, statement: Statement, failed: StatementFailed) -> SqlFailure:
     line, column = statement.line, statement.column
     if failed.position is not None:

@@ -8,13 +8,13 @@ concurrent runners apply each migration exactly once.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
-from .database import ColumnTypes, StatementFailed
+from .database import ColumnTypes, MigrationUnit, StatementFailed, apply_one_by_one
 from .errors import DatabaseUnavailable, InvalidDatabaseUrl, LockTimeout
 from .sqlsplit import SQLITE, Statement, split_statements
 
@@ -129,6 +129,9 @@ class SqliteDatabase:
             raise StatementFailed(
                 str(error), sqlstate=getattr(error, "sqlite_errorname", None)
             ) from None
+
+    def apply_units(self, units: Sequence[MigrationUnit]) -> Generator[int | None, None, None]:
+        return apply_one_by_one(self, units)
 
     def close(self) -> None:
         self._connection.close()
