@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import scripts
 from .base import Migration
 from .database import Database
 from .errors import MigrationSourceError
@@ -135,10 +136,20 @@ def _entry_fields(path: Path, index: int, entry: object) -> tuple[str, int]:
     return tag, when
 
 
+def _sql_path(folder: Path, tag: str) -> Path:
+    make_child = getattr(folder, "_make_child_relpath", None)
+    if make_child is None or "/" in tag or "\\" in tag:
+        return folder / f"{tag}.sql"
+    # What Path.iterdir uses, which neither parses nor interns the name again: a plan builds a
+    # path per entry, and this is a fifth of the time of `folder / name`.
+    child: Path = make_child(f"{tag}.sql")
+    return child
+
+
 def _read_migration(folder: Path, journal: Path, tag: str, when: int) -> DrizzleMigration:
-    sql_path = folder / f"{tag}.sql"
+    sql_path = _sql_path(folder, tag)
     try:
-        data = sql_path.read_bytes()
+        data = scripts.read_file(sql_path)
     except FileNotFoundError:
         raise MigrationSourceError(
             f"{journal} lists migration {tag!r}, but {sql_path} does not exist; restore the "
