@@ -33,6 +33,7 @@ from tests.support.postgres_server import PostgresServer, running_server  # noqa
 from bench.common import (  # noqa: E402
     Timing,
     fresh_database,
+    machine_note,
     node_version,
     ratios,
     timing_of,
@@ -189,7 +190,7 @@ migrations (one `CREATE TABLE` each, drizzle-kit's format) on a fresh database o
 PostgreSQL (fsync on); drizzle-orm 0.45.4's node-postgres `migrate()` through node
 {node_version()} against `stagecraft migrate ... --engine drizzle` (Python
 {platform.python_version()}), each a process of its own, wall-clock seconds, median of {repeat}
-after one untimed round, on {os.cpu_count()} cores. drizzle-kit 0.31.11's `migrate` (the CLI
+after one untimed round, on {machine_note()}. drizzle-kit 0.31.11's `migrate` (the CLI
 with a drizzle.config.js) runs the same migrator after loading its own bundle. The no-op rows run
 on a database the other tool migrated.
 
@@ -204,12 +205,14 @@ target of well under, taken as at most 0.5x). Against drizzle-kit's CLI, the com
 runs, the ratios are {cold_kit[0]:.2f}x / {cold_kit[1]:.2f}x for the cold apply and
 {noop_kit[0]:.2f}x / {noop_kit[1]:.2f}x for the no-op. Where the time goes:
 
-- Cold apply: Drizzle applies everything in ONE transaction, one commit. Stagecraft commits each
-  migration with its tracking row (each migration is either applied and recorded or neither)
-  and waits for the disk once per run (`synchronous_commit = off` until a closing durable
-  commit). Per migration it still pays a BEGIN, a COMMIT and a check that no other runner
-  recorded the migration meanwhile, which stays for Drizzle because drizzle-orm takes no lock:
-  round trips Drizzle does not make, plus the Python interpreter's start-up.
+- Cold apply: Drizzle applies everything in ONE transaction, one commit, waiting for the
+  result of each statement and each tracking row before it sends the next. Stagecraft commits
+  each migration with its tracking row (each migration is either applied and recorded or
+  neither), waits for the disk once per run (`synchronous_commit = off` until a closing durable
+  commit), and sends all migrations ahead in one libpq pipeline: per migration BEGIN, the check
+  that no other runner recorded it (drizzle-orm takes no lock), the statements, the row and
+  COMMIT, none waiting for a round trip, so the server never waits for the client. On top of
+  that it pays the Python interpreter's start-up and reads and hashes every file first.
 - No-op plan: the engine's own work (read the journal, read and hash {count} files, one query)
   is the in-process row; the rest is the Python interpreter and its imports (`import psycopg`
   alone takes about 0.1 s here), against node's start-up for drizzle-orm.
