@@ -111,6 +111,7 @@ def test_success_releases_the_pending_hash() -> None:
 
     assert decision.action is Action.KEEP_RESULT
     assert decision.gate == GateStep(_hash(NEW), release=True)
+    assert "held paused" not in decision.verdict.message
 
 
 def test_a_failure_keeps_the_deployment_paused() -> None:
@@ -121,6 +122,7 @@ def test_a_failure_keeps_the_deployment_paused() -> None:
 
     assert decision.verdict.phase is Phase.STALLED
     assert decision.gate is None
+    assert "Deployment shop-api is held paused" in decision.verdict.message
 
 
 def test_an_older_success_does_not_release_a_newer_pending_template() -> None:

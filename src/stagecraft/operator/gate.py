@@ -247,3 +247,15 @@ def pre_deploy_hold(
         f"`stagecraft migrate retry --cluster {resource_name}` (the stagecraft.dev/retry "
         "annotation), or roll the Deployment back",
     )
+
+
+def held_note(deployment: Mapping[str, Any], containers: Sequence[str]) -> str | None:
+    """What the status adds while the gate holds the Deployment's template (None: it does not)."""
+    gate = deployment_gate_hash(deployment, containers)
+    if not is_paused(deployment) or annotations_of(deployment).get(PENDING_HASH_ANNOTATION) != gate:
+        return None
+    name = (deployment.get("metadata") or {}).get("name")
+    return (
+        f"Deployment {name} is held paused at template {gate} until its migration succeeds; "
+        "the running version keeps serving"
+    )

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..config import Strategy
 from .conditions import Phase, Reason, Verdict
-from .gate import GateStep, deployment_gate_hash, gate_step, pre_deploy_hold
+from .gate import GateStep, deployment_gate_hash, gate_step, held_note, pre_deploy_hold
 from .manifests import MigrationSource, job_name, target_hash
 from .models import DatabaseMigrationSpec, DeploymentReference, RunRecord
 from .requests import parse_run_request
@@ -324,7 +324,21 @@ def _gate_step(observed: Observed, decision: Decision) -> GateStep | None:
     return gate_step(observed.deployment.body, spec.deployment.containers, succeeded)
 
 
+def _with_held_note(observed: Observed, decision: Decision) -> Decision:
+    """pre_deploy: while the gate holds the template, the conditions' message says so."""
+    spec = observed.validation.spec
+    if spec is None or not strategy_is_pre_deploy(spec) or observed.deployment is None:
+        return decision
+    assert spec.deployment is not None  # strategy_is_pre_deploy says so
+    note = held_note(observed.deployment.body, spec.deployment.containers)
+    if note is None or (decision.gate is not None and decision.gate.release):
+        return decision  # not held, or released by this very reconcile
+    verdict = replace(decision.verdict, message=f"{decision.verdict.message}; {note}")
+    return replace(decision, verdict=verdict)
+
+
 def decide(observed: Observed) -> Decision:
     """The next action (steps 1 to 6), and for pre_deploy what it means for the Deployment."""
     decision = _decide(observed)
-    return replace(decision, gate=_gate_step(observed, decision))
+    decision = replace(decision, gate=_gate_step(observed, decision))
+    return _with_held_note(observed, decision)
