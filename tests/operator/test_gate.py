@@ -287,3 +287,20 @@ def test_no_bypass_when_the_gate_held_or_was_never_set() -> None:
     assert bypassed_by(v41, [_pod("old-1", v41)], ["api"]) == []  # adopted: never gated
     paused = _paused_pending(_with_image(v41, "api", "shop-api:42"))
     assert bypassed_by(paused, [_pod("old-1", v41)], ["api"]) == []
+
+
+def test_pods_of_a_held_hash_are_no_bypass() -> None:
+    """A rollback during a rollout: the older version's pods still serve while it waits."""
+    v41 = _deployment()
+    v42 = _with_image(v41, "api", "shop-api:42")
+    back = _paused_pending(v41)
+    back["metadata"]["annotations"][APPROVED_HASH_ANNOTATION] = _hash(v42)
+    assert bypassed_by(back, [_pod("old-1", v41), _pod("new-1", v42)], ["api"]) == []
+
+
+def test_pods_of_a_pending_hash_resumed_behind_the_webhooks_back_are_a_bypass() -> None:
+    v41 = _deployment()
+    resumed = _paused_pending(_with_image(v41, "api", "shop-api:42"))
+    resumed["metadata"]["annotations"][APPROVED_HASH_ANNOTATION] = _hash(v41)
+    resumed["spec"]["paused"] = False
+    assert bypassed_by(resumed, [_pod("new-1", resumed)], ["api"]) == ["new-1"]

@@ -190,10 +190,12 @@ def bypassed_by(
     gated: the webhook was bypassed (down with failurePolicy Ignore, removed, or resumed by a
     path it does not see). [] when the gate held."""
     gate = deployment_gate_hash(deployment, containers)
-    if (
-        not under_gate(deployment)
-        or annotations_of(deployment).get(APPROVED_HASH_ANNOTATION) == gate
-    ):
+    annotations = annotations_of(deployment)
+    if not under_gate(deployment) or annotations.get(APPROVED_HASH_ANNOTATION) == gate:
+        return []
+    if is_paused(deployment) and annotations.get(PENDING_HASH_ANNOTATION) == gate:
+        # The gate holds: pods of this hash were there before (a rollback during a rollout
+        # finds the older version's pods still serving), none is new.
         return []
     return pods_of_hash(pods, gate, containers)
 
