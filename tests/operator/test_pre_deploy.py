@@ -432,3 +432,23 @@ async def test_an_operator_restart_after_a_failure_keeps_the_gate_and_a_fix_is_r
     await _wait_for("v43 rolled out", lambda: _images_of_pods(cluster) == {V43}, cluster)
     assert _images_of_replica_sets(cluster) == {V41, V43}  # the broken v42 never rolled out
     assert "invoices" in _tables(postgres_url)
+
+
+async def test_an_operator_restart_while_a_first_creation_is_held_releases_it_once_migrated(
+    cluster: Cluster, postgres_url: str, tmp_path: Path
+) -> None:
+    _image(cluster, tmp_path, V41, ORDERS)
+    await cluster.create_secret("shop-db", {"url": postgres_url})
+    cluster.jobs.released.clear()
+    await cluster.apply_database_migration("shop-db", _spec())
+    await cluster.wait_for_status("shop-db", lambda status: status.get("observedGeneration") == 1)
+    await cluster.create("apps", "deployments", _deployment_manifest(V41))
+    await _wait_for("the Job exists", lambda: len(cluster.jobs_of("shop-db")) == 1, cluster)
+
+    await cluster.restart_operator()
+    assert _deployment(cluster)["spec"]["paused"] is True
+    cluster.jobs.released.set()
+
+    await _wait_for("v41 released", _released_with(cluster, V41), cluster)
+    await _wait_for("v41 rolled out", lambda: _images_of_pods(cluster) == {V41}, cluster)
+    assert len(cluster.jobs.runner_runs()) == 1
