@@ -150,7 +150,10 @@ class KnexEngine:
                         tools=tools,
                         opts=opts,
                     )
-                    outcome = knex_cli.migrate_latest(invocation, _progress_reporter(plan, opts))
+                    with database.durable_at_end():
+                        outcome = knex_cli.migrate_latest(
+                            invocation, _progress_reporter(plan, opts)
+                        )
                     if outcome.lost_race and time.monotonic() < deadline:
                         continue  # a plain `knex migrate` got in after we looked: plan again
                     if outcome.returncode != 0:

@@ -162,10 +162,15 @@ def _command(invocation: KnexInvocation) -> list[str]:
 def _environment(invocation: KnexInvocation) -> dict[str, str]:
     # The runner's own environment passes through: the application's knexfile may expect its
     # variables (NODE_ENV, TLS settings). Stagecraft adds the URL under the name it reads.
+    # Knex's commits need not wait for the disk one by one: the run ends with one durable commit
+    # that covers them (Database.durable_at_end), as every engine's runs do. node-postgres
+    # reads PGOPTIONS for each session unless the knexfile's connection sets `options` itself.
+    options = f"{os.environ.get('PGOPTIONS', '')} -c synchronous_commit=off".strip()
     return {
         **os.environ,
         invocation.url_env: invocation.url,
         "KNEX_PATH": str(invocation.tools.module),
+        "PGOPTIONS": options,
         "NO_COLOR": "1",
         "FORCE_COLOR": "0",
     }
