@@ -107,6 +107,21 @@ def test_without_single_transaction_a_failure_keeps_the_migrations_before_it(
     assert [m.id for m in engine.plan(options(folder, postgres_url)).pending] == ["002_fails.js"]
 
 
+@pytest.mark.parametrize(("single_transaction", "started_rows"), [("true", 0), ("false", 2)])
+def test_started_rows_are_written_only_outside_a_batch_transaction(
+    postgres_url: str, tmp_path: Path, single_transaction: str, started_rows: int
+) -> None:
+    # In a batch transaction Knex's own rows commit with the migrations: no dirty state to mark.
+    probe = js_migration(
+        "CREATE TABLE probe AS SELECT count(*) AS started FROM knex_migrations_stagecraft_started"
+    )
+    folder = make_project(tmp_path / "app", {"001_a.js": CREATE_A, "002_probe.js": probe})
+    run_options = options(folder, postgres_url, options={"single_transaction": single_transaction})
+    engine.run(run_options)
+    with psycopg.connect(postgres_url) as connection:
+        assert connection.execute(b"SELECT started FROM probe").fetchall() == [(started_rows,)]
+
+
 def test_a_migration_that_opts_out_of_transactions_runs_outside_one(
     postgres_url: str, tmp_path: Path
 ) -> None:
