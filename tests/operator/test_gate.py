@@ -304,3 +304,11 @@ def test_pods_of_a_pending_hash_resumed_behind_the_webhooks_back_are_a_bypass() 
     resumed["metadata"]["annotations"][APPROVED_HASH_ANNOTATION] = _hash(v41)
     resumed["spec"]["paused"] = False
     assert bypassed_by(resumed, [_pod("new-1", resumed)], ["api"]) == ["new-1"]
+
+
+def test_a_release_replaces_a_stale_pending_hash_it_tests() -> None:
+    paused = _paused_pending(_deployment())  # pending: 41's hash
+    changed = _with_image(paused, "api", "shop-api:43")  # behind the webhook's back
+    released = json_patch(changed, release_patch(_hash(changed), _hash(paused)))
+    assert released["spec"]["paused"] is False
+    assert released["metadata"]["annotations"] == {APPROVED_HASH_ANNOTATION: _hash(changed)}

@@ -150,28 +150,40 @@ def test_a_refused_resume_is_reported() -> None:
     assert decision.gate == GateStep(_hash(NEW), resume_refused="bob")
 
 
-def test_pods_of_the_unmigrated_template_stall_as_gate_bypassed() -> None:
+def test_pods_of_the_unmigrated_template_stall_as_gate_bypassed_and_the_run_goes_on() -> None:
     bypassed = _deployment(NEW, {APPROVED_HASH_ANNOTATION: _hash(OLD)}, paused=False)
     pods = (_pod("shop-api-old-1", OLD), _pod("shop-api-new-1", NEW))
 
     decision = decide(_observed(bypassed, pods))
 
-    assert decision.action is Action.WAIT
+    assert decision.action is Action.CREATE_JOB  # the new version needs its schema now
     assert (decision.verdict.phase, decision.verdict.reason) == (
         Phase.STALLED,
         Reason.GATE_BYPASSED,
     )
     assert "shop-api-new-1" in decision.verdict.message
-    assert "stagecraft migrate retry --cluster shop-db" in decision.verdict.message
+    assert "shop-api-old-1" not in decision.verdict.message
 
 
-def test_a_retry_request_runs_the_migration_of_a_bypassed_gate() -> None:
+def test_a_bypassed_gate_clears_once_the_migration_succeeded() -> None:
     bypassed = _deployment(NEW, {APPROVED_HASH_ANNOTATION: _hash(OLD)}, paused=False)
 
-    decision = decide(_observed(bypassed, (_pod("new-1", NEW),), retry_request="now"))
+    decision = decide(_observed(bypassed, (_pod("new-1", NEW),), last_run=_succeeded(NEW)))
 
-    assert decision.action is Action.CREATE_JOB
-    assert decision.consumed_retry == "now"
+    assert decision.verdict.phase is Phase.READY
+    assert decision.gate == GateStep(_hash(NEW), approve=True)
+
+
+def test_a_template_changed_behind_the_webhooks_back_releases_the_stale_pause() -> None:
+    stale = _deployment(
+        "shop-api:43",
+        {APPROVED_HASH_ANNOTATION: _hash(OLD), PENDING_HASH_ANNOTATION: _hash(NEW)},
+        paused=True,
+    )
+
+    decision = decide(_observed(stale, last_run=_succeeded("shop-api:43")))
+
+    assert decision.gate == GateStep(_hash("shop-api:43"), release=True, stale_pending=_hash(NEW))
 
 
 def test_other_strategies_leave_the_deployment_alone() -> None:

@@ -114,20 +114,25 @@ class GateStep:
     release: bool = False
     approve: bool = False
     resume_refused: str | None = None
+    stale_pending: str | None = None  # an older pending hash the release replaces
 
 
-def release_patch(gate: str) -> list[dict[str, Any]]:
-    """Unpause the template whose migration succeeded, only if its hash is still the pending one
-    (a newer template that arrived meanwhile is left paused for its own migration)."""
-    pending = _pointer("metadata", "annotations", PENDING_HASH_ANNOTATION)
+def release_patch(gate: str, pending: str | None = None) -> list[dict[str, Any]]:
+    """Unpause the template whose migration succeeded, only if the pending hash is still the one
+    seen (a newer template that arrived meanwhile is left paused for its own migration).
+
+    `pending` is the hash the Deployment was paused for, when it is not `gate` itself: a
+    template changed while the webhook was bypassed leaves the older pending hash behind.
+    """
+    path = _pointer("metadata", "annotations", PENDING_HASH_ANNOTATION)
     return [
-        {"op": "test", "path": pending, "value": gate},
+        {"op": "test", "path": path, "value": pending if pending is not None else gate},
         {
             "op": "add",
             "path": _pointer("metadata", "annotations", APPROVED_HASH_ANNOTATION),
             "value": gate,
         },
-        {"op": "remove", "path": pending},
+        {"op": "remove", "path": path},
         {"op": "add", "path": "/spec/paused", "value": False},
     ]
 
@@ -211,30 +216,30 @@ def gate_step(
     annotations = annotations_of(deployment)
     pending = annotations.get(PENDING_HASH_ANNOTATION)
     refused = annotations.get(RESUME_REFUSED_ANNOTATION)
-    release = target_succeeded and pending == gate
+    release = target_succeeded and pending is not None
     approve = (
         target_succeeded and pending is None and annotations.get(APPROVED_HASH_ANNOTATION) != gate
     )
     if not (release or approve or refused):
         return None
-    return GateStep(gate, release=release, approve=approve, resume_refused=refused)
+    stale = pending if release and pending != gate else None
+    return GateStep(
+        gate, release=release, approve=approve, resume_refused=refused, stale_pending=stale
+    )
 
 
-def pre_deploy_hold(
+def bypass_verdict(
     deployment: Mapping[str, Any],
     pods: Sequence[Mapping[str, Any]],
     containers: Sequence[str],
-    resource_name: str,
-    retry_requested: bool,
+    current: Verdict,
 ) -> Verdict | None:
-    """Why the first run for the Deployment's template may not start (None: it may, now).
-
-    The paused template is what the run migrates, so it starts at once; only a bypassed gate
-    holds it: the new version runs already, and a person decides between running the migration
-    now (a retry request) and rolling back.
-    """
+    """The verdict when pods of the template run before its migration succeeded (None: the gate
+    held). The migration is not held back: the new version needs its schema now, so its run
+    goes on (or its failure stays named), and the resource is Stalled so that someone finds out
+    how the webhook was bypassed."""
     bypassing = bypassed_by(deployment, pods, containers)
-    if not bypassing or retry_requested:
+    if not bypassing:
         return None
     name = (deployment.get("metadata") or {}).get("name")
     gate = deployment_gate_hash(deployment, containers)
@@ -245,9 +250,8 @@ def pre_deploy_hold(
         Phase.STALLED,
         Reason.GATE_BYPASSED,
         f"pre_deploy: pod(s) {shown} of Deployment {name} run template {gate} before its "
-        "migration succeeded (the gate webhook was bypassed); run the migration now with "
-        f"`stagecraft migrate retry --cluster {resource_name}` (the stagecraft.dev/retry "
-        "annotation), or roll the Deployment back",
+        "migration succeeded: the gate webhook was bypassed (down with failurePolicy Ignore, "
+        f"removed, or the Deployment resumed behind its back); {current.message}",
     )
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..config import Strategy
 from .conditions import Phase, Reason, Verdict
-from .gate import GateStep, deployment_gate_hash, gate_step, held_note, pre_deploy_hold
+from .gate import GateStep, bypass_verdict, deployment_gate_hash, gate_step, held_note
 from .manifests import MigrationSource, job_name, target_hash
 from .models import DatabaseMigrationSpec, DeploymentReference, RunRecord
 from .requests import parse_run_request
@@ -113,8 +113,6 @@ def run_gate(spec: DatabaseMigrationSpec, observed: Observed, target: str) -> Ve
         )
     if strategy is Strategy.POST_DEPLOY and spec.deployment is not None:
         return _post_deploy_gate(spec.deployment, observed)
-    if strategy_is_pre_deploy(spec):
-        return _pre_deploy_gate(spec, observed)
     return None
 
 
@@ -291,21 +289,6 @@ def strategy_is_pre_deploy(spec: DatabaseMigrationSpec) -> bool:
     return spec.migrations.strategy is Strategy.PRE_DEPLOY and spec.deployment is not None
 
 
-def _pre_deploy_gate(spec: DatabaseMigrationSpec, observed: Observed) -> Verdict | None:
-    """pre_deploy: the webhook holds the new template paused, so its run starts at once; only a
-    bypassed gate (pods of the template already running) waits for a person."""
-    deployment = observed.deployment
-    if deployment is None or spec.deployment is None:
-        return None
-    return pre_deploy_hold(
-        deployment.body,
-        deployment.pods,
-        spec.deployment.containers,
-        observed.resource_name,
-        retry_requested=observed.retry_request is not None,
-    )
-
-
 def _gate_step(observed: Observed, decision: Decision) -> GateStep | None:
     """pre_deploy, after the decision: release the paused template once its target's run has
     succeeded (or record the hash of a Deployment that was never paused), and report a resume
@@ -324,15 +307,22 @@ def _gate_step(observed: Observed, decision: Decision) -> GateStep | None:
     return gate_step(observed.deployment.body, spec.deployment.containers, succeeded)
 
 
-def _with_held_note(observed: Observed, decision: Decision) -> Decision:
-    """pre_deploy: while the gate holds the template, the conditions' message says so."""
+def _with_gate_verdict(observed: Observed, decision: Decision) -> Decision:
+    """pre_deploy: the conditions say when the gate holds the template, and when it was
+    bypassed (GateBypassed: pods of a template whose migration has not succeeded)."""
     spec = observed.validation.spec
     if spec is None or not strategy_is_pre_deploy(spec) or observed.deployment is None:
         return decision
     assert spec.deployment is not None  # strategy_is_pre_deploy says so
-    note = held_note(observed.deployment.body, spec.deployment.containers)
-    if note is None or (decision.gate is not None and decision.gate.release):
-        return decision  # not held, or released by this very reconcile
+    body, containers = observed.deployment.body, spec.deployment.containers
+    if decision.gate is not None and (decision.gate.release or decision.gate.approve):
+        return decision  # the template's migration succeeded: released by this reconcile
+    bypassed = bypass_verdict(body, observed.deployment.pods, containers, decision.verdict)
+    if bypassed is not None:
+        return replace(decision, verdict=bypassed)
+    note = held_note(body, containers)
+    if note is None:
+        return decision
     verdict = replace(decision.verdict, message=f"{decision.verdict.message}; {note}")
     return replace(decision, verdict=verdict)
 
@@ -341,4 +331,4 @@ def decide(observed: Observed) -> Decision:
     """The next action (steps 1 to 6), and for pre_deploy what it means for the Deployment."""
     decision = _decide(observed)
     decision = replace(decision, gate=_gate_step(observed, decision))
-    return _with_held_note(observed, decision)
+    return _with_gate_verdict(observed, decision)

@@ -261,7 +261,7 @@ class Reconciler:
             patch = clear_resume_refused_patch(step.resume_refused)
             self.cluster.patch_deployment(namespace, name, patch)
         if step.release and self.cluster.patch_deployment(
-            namespace, name, release_patch(step.gate_hash)
+            namespace, name, release_patch(step.gate_hash, step.stale_pending)
         ):
             message = f"released Deployment {name}: template {step.gate_hash} is migrated"
             self.cluster.record_event(body, "Normal", EventReason.DEPLOYMENT_RELEASED, message)
