@@ -151,9 +151,8 @@ class JobCompleter:
 
 
 def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
-    """A certificate and key for Stagecraft's webhook server: `python -m stagecraft.operator`
-    exits at start when it has webhooks but no certificate (kopf refuses admission handlers
-    without a server), so the bench gives it one, as the chart does."""
+    """A certificate and key for Stagecraft's webhook server, so that the operator runs as the
+    chart's default install runs it (webhooks on) and their cost is in the figures."""
     certificate, key = folder / "webhook.crt", folder / "webhook.key"
     request = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
     subprocess.run(
