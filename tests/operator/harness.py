@@ -24,7 +24,7 @@ import kopf
 
 from stagecraft.operator.crd import custom_resource_definition
 from stagecraft.operator.kube import KubeApi
-from stagecraft.operator.main import build_registry
+from stagecraft.operator.main import TIMER_STOP_POLLING, build_registry
 from stagecraft.operator.manifests import RunnerSettings
 from stagecraft.operator.metrics import OperatorMetrics
 from stagecraft.operator.models import GROUP, KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION
@@ -68,6 +68,7 @@ def _operator_settings(webhook_port: int) -> kopf.OperatorSettings:
         addr="127.0.0.1", port=webhook_port, insecure=True
     )
     settings.posting.enabled = False  # the reconciler posts its own Events through kube.py
+    settings.background.cancellation_polling = TIMER_STOP_POLLING  # as main.operator_settings
     settings.watching.connect_timeout = 5
     settings.networking.error_backoffs = [0.1, 0.2, 0.5]
     settings.process.ultimate_exiting_timeout = 5

@@ -42,6 +42,7 @@ from .reconcile import Reconciler, ReconcilerSettings
 from .scoping import LabelSelector, NamespaceScope, ScopedReconciler, SelectorError, parse_selector
 from .webhooks import register_webhooks
 
+TIMER_STOP_POLLING = 1.0  # seconds between kopf's checks that a deleted resource's timer stopped
 DEFAULT_LIVENESS = "http://0.0.0.0:8080/healthz"
 MAX_PEERING_PRIORITY = 2**31 - 2  # kopf stores priorities as Kubernetes integers (int32)
 DEFAULT_WEBHOOK_PORT = 9443
@@ -138,6 +139,9 @@ def build_registry(
 def operator_settings(options: OperatorOptions) -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
     settings.posting.enabled = False  # the reconciler posts its own Events, with its own reasons
+    # A deleted resource keeps its finalizer until its resync timer has stopped; kopf's default
+    # re-check after 60 s would hold a deletion (and the release of its Deployment) that long.
+    settings.background.cancellation_polling = TIMER_STOP_POLLING
     # Without a certificate there is no webhook server: the API server only calls webhooks over
     # TLS, and reconcile still stalls an invalid resource with the same message.
     if options.webhook_cert and options.webhook_key:
