@@ -202,7 +202,6 @@ class OperatorProcess:
             "PATH": os.environ.get("PATH", ""),
             "HOME": os.environ.get("HOME", "/tmp"),  # noqa: S108 - only a fallback
             "KUBECONFIG": str(kubeconfig),
-            "PYTHONPATH": os.pathsep.join(sys.path),
             **self.environment,
         }
         with self.log.open("wb") as log:
