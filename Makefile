@@ -62,6 +62,7 @@ bench: deps postgres node-tools
 	$(BIN)/python bench/bench_prisma.py
 	$(BIN)/python bench/bench_knex.py
 	$(BIN)/python bench/bench_operator.py
+	$(BIN)/python bench/bench_rollout.py
 
 clean:
 	rm -rf $(VENV) tools/node/node_modules tools/checkov/venv tools/checkov/.installed .mypy_cache .ruff_cache .pytest_cache .hypothesis
