@@ -14,7 +14,6 @@ Usage: python bench/bench_prisma.py [--migrations 1000] [--repeat 3] [--no-write
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import subprocess
 import sys
@@ -30,7 +29,15 @@ import psycopg  # noqa: E402
 from tests.engines.prisma_tools import SCHEMA, PrismaProject  # noqa: E402
 from tests.support.postgres_server import PostgresServer, running_server  # noqa: E402
 
-from bench.common import Timing, fresh_database, node_version, ratios, timing_rows, write_results  # noqa: E402
+from bench.common import (  # noqa: E402
+    Timing,
+    fresh_database,
+    machine_note,
+    node_version,
+    ratios,
+    timing_rows,
+    write_results,
+)
 
 STAGECRAFT = [sys.executable, "-m", "stagecraft"]
 HEADING = "## Prisma engine"
@@ -158,7 +165,7 @@ def section(results: dict[str, Timing], count: int, repeat: int) -> str:
 migrations (one `CREATE TABLE` each, in Prisma's folder format) on a fresh database of a durable
 local PostgreSQL (fsync on); Prisma CLI 6.19.3 through node {node_version()} against `stagecraft
 migrate ... --engine prisma` (Python {platform.python_version()}), each a process of its own,
-wall-clock seconds, median of {repeat} after one untimed round, on {os.cpu_count()} cores. The
+wall-clock seconds, median of {repeat} after one untimed round, on {machine_note()}. The
 no-op rows run on a database the other tool migrated.
 
 Prisma runs offline as the compatibility tests run it: its WebAssembly schema engine through

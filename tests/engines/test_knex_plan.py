@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from stagecraft.engines import InvalidOptions, ProblemKind, RunOptions
+from stagecraft.engines import InvalidOptions, MigrationSourceError, ProblemKind, RunOptions
 from stagecraft.engines.database import connect
 from stagecraft.engines.knex import KnexEngine
 from tests.conftest import FolderWriter
@@ -104,3 +104,12 @@ def test_load_extensions_take_a_list_or_comma_separated_text(
         RunOptions(path=folder, database_url=postgres_url, options={"load_extensions": extensions})
     )
     assert [m.id for m in seen.pending] == ["001_a.mjs", "002_b.js"]
+
+
+def test_a_folder_named_like_a_migration_is_refused_naming_it(
+    database_url: str, write_folder: FolderWriter
+) -> None:
+    folder = write_folder({"001_a.js": MIGRATION})
+    (folder / "002_folder.js").mkdir()
+    with pytest.raises(MigrationSourceError, match=r"002_folder\.js is a folder named like"):
+        engine.plan(RunOptions(path=folder, database_url=database_url))

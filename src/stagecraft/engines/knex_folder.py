@@ -102,13 +102,19 @@ def find_knex_migrations(
 def with_contents(migration: Migration) -> Migration:
     """The migration with its checksum and transaction mode, read from its file."""
     assert migration.path is not None
-    if migration.path.is_dir():
+    try:
+        data = scripts.read_file(migration.path)  # a plan reads every pending file: no stat first
+    except IsADirectoryError:
         raise MigrationSourceError(
             f"{migration.path} is a folder named like a migration; Knex would try to load it as "
             "one: rename it or move it out of the migrations folder",
             migration.path,
-        )
-    data = scripts.read_bytes(migration.path)
+        ) from None
+    except OSError as error:
+        raise MigrationSourceError(
+            f"cannot read migration file {migration.path}: {error.strerror}; check its permissions",
+            migration.path,
+        ) from None
     return replace(
         migration,
         checksum=scripts.sha256_hex(data),
