@@ -188,8 +188,9 @@ target of well under, taken as at most 0.5x). Where the time goes:
   and the table read that builds the report, on top of the same Knex run.
   `single_transaction=false` gives each migration its own transaction (a failure keeps what
   succeeded before it); Knex then records each migration in a second, autocommitted statement,
-  and Stagecraft writes a "started" row in each, so every migration pays two commits, each a
-  WAL flush.
+  and Stagecraft writes a "started" row in each: two commits and two more statements per
+  migration, though no commit waits for the disk (Knex's sessions run with
+  `synchronous_commit = off` until Stagecraft's closing commit).
 - No-op plan: Stagecraft reads the folder and two tables from Python and starts no Node.js;
   the in-process row is the engine's own work, the rest is the Python interpreter and its
   imports, against node's start-up plus Knex's loading of its CLI for `knex migrate:status`.
