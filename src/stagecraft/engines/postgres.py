@@ -13,7 +13,6 @@ from psycopg.pq import TransactionStatus
 
 from .database import ColumnTypes, MigrationUnit, StatementFailed
 from .errors import DatabaseUnavailable, LockTimeout
-from .postgres_pipeline import UnitPipeline
 from .sqlsplit import POSTGRES, Statement, split_statements
 from .urls import redact_url, scrub
 
@@ -166,6 +165,9 @@ class PostgresDatabase:
             ) from None
 
     def apply_units(self, units: Sequence[MigrationUnit]) -> Generator[int | None, None, None]:
+        # Imported here: plans, which never apply anything, need not pay for it.
+        from .postgres_pipeline import UnitPipeline
+
         connection = self._connection
         render = psycopg.ClientCursor(connection).mogrify
         encoding = connection.info.encoding
