@@ -10,7 +10,8 @@ Adding an engine, step by step:
 3. Never read the environment: everything arrives in :class:`PlanOptions`/:class:`RunOptions`.
 4. ``plan`` is read-only. ``run`` takes the lock, computes the plan again under it through the
    same code path, refuses blocking problems, then applies exactly that plan.
-5. Commit each migration together with its tracking row; record a migration that cannot run in a
+5. Commit each migration together with its tracking row (or, where the tool's users expect it,
+   as Knex's do, the whole batch with its rows); record a migration that cannot run in a
    transaction as dirty first, so a crash leaves a visible dirty record, never a silent one.
 6. Register: built-ins are imported by ``stagecraft.engines``; a third-party engine declares an
    entry point in the ``stagecraft.engines`` group naming its class.
