@@ -4,6 +4,8 @@ The engine supplies how to prepare a migration (read, decode, split, check) and 
 its own tracking table; this module owns the order of operations that make a run safe: prepare
 everything before changing anything, commit each migration with its tracking row, record a
 migration that runs outside a transaction as dirty before it starts, and report progress.
+Where the tracking rows are known before the migrations run (UpFrontRows), it hands the
+database whole units instead, which PostgreSQL sends ahead without a round trip each.
 """
 
 from __future__ import annotations
