@@ -304,13 +304,17 @@ def test_before_refuses_while_knexs_lock_is_held(postgres_url: str, tmp_path: Pa
 # ---- the whole Job, through the real operator ------------------------------------------------
 
 
-async def _knex_application(
-    cluster: Cluster, root: Path, url: str, migrations: dict[str, str]
-) -> None:
+async def _migrate_knex_application(
+    cluster: Cluster, root: Path, url: str, migrations: dict[str, str], until: str
+) -> dict[str, Any]:
+    """A Knex project as the application image, its Deployment and Secret, and its resource;
+    the status once condition `until` is true."""
     make_project(root / "app", migrations, KNEXFILE)
     cluster.jobs.images[APP_IMAGE] = root
     await cluster.create_secret("shop-db", {"url": url})
     await cluster.create_deployment("shop-api", {"api": APP_IMAGE})
+    await cluster.apply_database_migration("shop-db", _raw_spec())
+    return await cluster.wait_for_status("shop-db", is_true(until))
 
 
 @pytest.mark.xdist_group("knex")
@@ -321,10 +325,9 @@ async def test_operator_runs_knex_in_the_application_image_and_becomes_ready(
         "001_customers.js": js_migration("CREATE TABLE customers (id int)"),
         "002_orders.js": js_migration("CREATE TABLE orders (id int)"),
     }
-    await _knex_application(cluster, tmp_path / "image", postgres_url, migrations)
-
-    await cluster.apply_database_migration("shop-db", _raw_spec())
-    status = await cluster.wait_for_status("shop-db", is_true("Ready"))
+    status = await _migrate_knex_application(
+        cluster, tmp_path / "image", postgres_url, migrations, until="Ready"
+    )
 
     applied = [entry["id"] for entry in status["lastRun"]["applied"]]
     assert applied == ["001_customers.js", "002_orders.js"]
@@ -343,10 +346,9 @@ async def test_operator_stalls_with_knexs_error_when_a_knex_migration_fails(
         "001_customers.js": js_migration("CREATE TABLE customers (id int)"),
         "002_broken.js": js_migration("CREATE TABLE orders (id int"),
     }
-    await _knex_application(cluster, tmp_path / "image", postgres_url, migrations)
-
-    await cluster.apply_database_migration("shop-db", _raw_spec())
-    status = await cluster.wait_for_status("shop-db", is_true("Stalled"))
+    status = await _migrate_knex_application(
+        cluster, tmp_path / "image", postgres_url, migrations, until="Stalled"
+    )
 
     stalled = condition_of(status, "Stalled")
     assert stalled["reason"] == "MigrationFailed"
