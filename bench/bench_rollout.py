@@ -1,0 +1,646 @@
+"""Benchmark of issue 5: the operator's own delay in sequencing migrations around rollouts.
+
+The operator runs as the chart runs it (`python -m stagecraft.operator`, its gate webhook served
+over TLS), a process of its own against the tests' API-server emulator in this process, which
+calls the gate on every Deployment write as the API server does. The tests' Deployment controller
+rolls Deployments out; a bench-side Job controller marks each migration Job Complete, with a run
+document in its pod's termination message, a fixed `--job-seconds` after its creation (no
+migration runs: that is the runner's time). Each application is a namespace with a Deployment
+and its DatabaseMigration of the same name. For 1 and 200 applications at once:
+
+- pre_deploy: the resources exist, the Deployments are created (gated at creation, migrated,
+  released, rolled out), then a new image is shipped to every Deployment at once. Measured:
+  the Job's completion written -> the Deployment written unpaused with the new hash approved.
+- post_deploy (a fresh emulator and operator): Deployments rolled out and migrated, then a new
+  image shipped to all at once. Measured: the Deployment's status written with its rollout
+  complete (as the operator's own check reads it) -> the migration Job created.
+
+Every moment is taken in the emulator's write path (a write listener), on one clock. The
+simulated controllers' own time (the Job's duration, the rollout's) is reported apart. With one
+application, the new image is shipped `--min-samples` times in a row to collect that many
+samples. Results are printed and written to docs/benchmarks.md under "Rollout sequencing".
+
+Usage: python bench/bench_rollout.py [--sizes 1,200] [--job-seconds 0.5] [--no-write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import math
+import os
+import platform
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script: `tests` and `bench` live at the repository root
+
+import aiohttp  # noqa: E402
+import kmock  # noqa: E402
+from tests.operator.deployments import DeploymentController  # noqa: E402
+
+from bench.common import write_results  # noqa: E402
+from bench.operator_cluster import (  # noqa: E402
+    OperatorProcess,
+    declare_custom_resource,
+    free_port,
+    wait_until_watching,
+    write_kubeconfig,
+)
+from bench.rollout_cluster import (  # noqa: E402
+    CONTAINER,
+    GATE_LABEL,
+    JobSucceeder,
+    Key,
+    ListingEmulator,
+    Recorder,
+    gate_webhook,
+    trust_webhook_certificate,
+    webhook_certificate,
+)
+from stagecraft.operator.models import API_VERSION, KIND, PLURAL  # noqa: E402
+
+HEADING = "## Rollout sequencing (issue 5)"
+PRE_DEPLOY, POST_DEPLOY = "pre_deploy", "post_deploy"
+NAME = "shop-api"  # each application's Deployment, and its DatabaseMigration
+IMAGE = "registry.example/shop-api"
+FIRST_TAG = 41
+WATCHED = {PLURAL, "jobs", "deployments", "configmaps"}
+PHASE_TIMEOUT = 600.0  # seconds for every application of a phase to get there
+SETTLE_QUIET = 1.0  # seconds without a write (and an idle operator) that count as settled
+IDLE_CPU_SECONDS = 0.05
+TARGET_P99_SECONDS = 1.0  # issue 5
+# The operator as shipped, and with the fix this benchmark proposes (async_webhook_operator.py).
+AS_SHIPPED, ASYNC_WEBHOOKS = "stagecraft", "async-webhooks"
+OPERATORS = {
+    AS_SHIPPED: ["-m", "stagecraft.operator"],
+    ASYNC_WEBHOOKS: [str(ROOT / "bench" / "async_webhook_operator.py")],
+}
+SHIP_RETRY_SECONDS = 1.0  # before a refused image update is sent again
+
+
+@dataclass
+class Samples:
+    """Seconds per application and round of one measurement."""
+
+    values: list[float] = field(default_factory=list)
+    missing: int = 0  # never got there within the bench's wait: counted as infinitely late
+
+    def add(
+        self, ends: dict[Key, float], starts: dict[Key, float], keys: list[Key], missing: int = 0
+    ) -> None:
+        self.values += [ends[key] - starts[key] for key in keys]
+        self.missing += missing
+
+    @property
+    def count(self) -> int:
+        return len(self.values) + self.missing
+
+    def rank(self, fraction: float) -> float:
+        """Nearest rank, the missing ones last (infinite)."""
+        ordered = [*sorted(self.values), *[math.inf] * self.missing]
+        return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+
+
+@dataclass
+class ScenarioRun:
+    strategy: str
+    size: int
+    rounds: int = 0
+    operator_delay: Samples = field(default_factory=Samples)  # what issue 5 measures
+    image_to_job: Samples = field(default_factory=Samples)  # pre_deploy: gate to Job (operator)
+    job_seconds: Samples = field(default_factory=Samples)  # Job created -> Complete (controller)
+    rollout_seconds: Samples = field(default_factory=Samples)  # Deployment controller
+    to_last: list[float] = field(default_factory=list)  # image shipped -> the last delay's end
+    to_ready: list[float] = field(default_factory=list)  # image shipped -> every resource Ready
+    operator_cpu: list[float] = field(default_factory=list)  # seconds per round
+    requests: Counter[str] = field(default_factory=Counter)  # API requests, all rounds
+    stuck: list[Key] = field(default_factory=list)  # never got the operator's step
+    stuck_note: str = ""
+    refused: int = 0  # image updates the API server refused (the gate did not answer in time)
+
+
+def nearest_rank(values: list[float], fraction: float) -> float:
+    return Samples(values).rank(fraction)
+
+
+def median_or_none(values: list[float], digits: int = 2) -> str:
+    return f"{statistics.median(values):.{digits}f}" if values else "-"
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:,.0f}"
+
+
+def namespaces(size: int) -> list[str]:
+    return [f"shop-{index:03d}" for index in range(size)]
+
+
+def image(tag: int) -> str:
+    return f"{IMAGE}:{tag}"
+
+
+def keys(spaces: list[str], tag: int) -> list[Key]:
+    return [(namespace, NAME, image(tag)) for namespace in spaces]
+
+
+def deployment(namespace: str, tag: int, replicas: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": NAME, "namespace": namespace, "labels": dict(GATE_LABEL)},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": NAME}},
+            "template": {
+                "metadata": {"labels": {"app": NAME}},
+                "spec": {"containers": [{"name": CONTAINER, "image": image(tag)}]},
+            },
+        },
+    }
+
+
+def database_migration(namespace: str, strategy: str) -> dict[str, Any]:
+    """The Secret it names is never read by the operator (only a Job's pod would read it)."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": {"name": NAME, "namespace": namespace},
+        "spec": {
+            "migrations": {"engine": "raw", "path": "/app/migrations", "strategy": strategy},
+            "connection": {"secretKeyRef": {"name": "shop-db", "key": "url"}},
+            "deployment": {"name": NAME, "containers": [CONTAINER]},
+        },
+    }
+
+
+@dataclass
+class Bench:
+    """One emulated cluster with one operator process, for one strategy and size."""
+
+    emulator: ListingEmulator
+    recorder: Recorder
+    jobs: JobSucceeder
+    operator: OperatorProcess
+    server_url: str
+    options: argparse.Namespace
+    spaces: list[str]
+    refused: list[str] = field(default_factory=list)  # the API server's answers to refused writes
+
+    async def wait(
+        self,
+        moments: dict[Key, float],
+        tag: int,
+        spaces: list[str] | None = None,
+        timeout: float = PHASE_TIMEOUT,
+    ) -> list[Key]:
+        """Until every application has its moment; those that do not within `timeout` are
+        returned (only when a timeout is given, else the bench fails)."""
+        wanted = keys(self.spaces if spaces is None else spaces, tag)
+        check = self.operator.check_alive
+        return await self.recorder.wait_for(
+            moments, wanted, timeout, check, fail=timeout == PHASE_TIMEOUT
+        )
+
+    async def create(self, plural: str, objects: list[dict[str, Any]]) -> None:
+        group = {"deployments": "apps", PLURAL: "stagecraft.dev"}[plural]
+        for obj in objects:
+            await self.emulator.put_object(group, plural, obj)  # admitted, as a POST would be
+            await asyncio.sleep(0)  # the emulator serves the watch streams between creates
+
+    async def ship(self, tag: int) -> None:
+        """A new image for every Deployment at once, each a PATCH over HTTP as kubectl sends it
+        (so the API server's admission calls the gate)."""
+        patch = {
+            "spec": {
+                "template": {"spec": {"containers": [{"name": CONTAINER, "image": image(tag)}]}}
+            }
+        }
+        headers = {"Content-Type": "application/merge-patch+json"}
+
+        async def one(session: aiohttp.ClientSession, namespace: str) -> None:
+            url = f"{self.server_url}/apis/apps/v1/namespaces/{namespace}/deployments/{NAME}"
+            deadline = time.monotonic() + PHASE_TIMEOUT
+            while True:
+                async with session.patch(url, json=patch, headers=headers) as response:
+                    if response.status == 200:
+                        return
+                    text = await response.text()
+                # Refused (the gate webhook did not answer in time): sent again, as a GitOps
+                # tool's retry or a person would.
+                self.refused.append(text)
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"PATCH {url}: {response.status} {text}")
+                await asyncio.sleep(SHIP_RETRY_SECONDS)
+
+        connector = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            await asyncio.gather(*(one(session, namespace) for namespace in self.spaces))
+
+    async def settle(self) -> None:
+        """Until no Job is pending, nothing was written for a second and the operator is idle."""
+        deadline = time.monotonic() + PHASE_TIMEOUT
+        samples: list[tuple[float, float]] = []
+        while True:
+            moment = time.perf_counter()
+            samples = [*samples, (moment, self.operator.cpu_seconds())][
+                -int(SETTLE_QUIET / 0.1) - 1 :
+            ]
+            idle = samples[-1][1] - samples[0][1] < IDLE_CPU_SECONDS
+            quiet = moment - samples[0][0] >= SETTLE_QUIET and idle
+            if not self.jobs.busy and moment - self.recorder.last_write >= SETTLE_QUIET and quiet:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError("the operator kept working; it never settled")
+            self.operator.check_alive()
+            await asyncio.sleep(0.1)
+
+
+async def _wait_until_serving(port: int, operator: OperatorProcess) -> None:
+    """The webhook server answers (with failurePolicy Fail, Deployment writes fail until then)."""
+    deadline = time.monotonic() + PHASE_TIMEOUT
+    while True:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            operator.check_alive()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the webhook server never listened on {port}") from None
+            await asyncio.sleep(0.05)
+        else:
+            writer.close()
+            await writer.wait_closed()
+            return
+
+
+async def start_profiler(bench: Bench, label: str) -> asyncio.subprocess.Process | None:
+    """py-spy on the operator during a measured phase (--profile): all threads, idle included."""
+    if bench.options.profile is None:
+        return None
+    output = Path(bench.options.profile) / f"{label}.txt"
+    spy = Path(sys.executable).parent / "py-spy"
+    arguments = ["record", "--pid", str(bench.operator.pid), "--format", "raw"]
+    arguments += ["--output", str(output), "--rate", "250", "--idle", "--threads", "--nolineno"]
+    profiler = await asyncio.create_subprocess_exec(
+        spy, *arguments, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+    )
+    await asyncio.sleep(1.0)  # py-spy attaches
+    return profiler
+
+
+async def stop_profiler(profiler: asyncio.subprocess.Process | None) -> None:
+    if profiler is not None:
+        profiler.send_signal(signal.SIGINT)
+        await profiler.wait()
+
+
+async def set_up(bench: Bench, strategy: str) -> None:
+    """The applications running FIRST_TAG, migrated, rolled out and settled; created
+    `--setup-batch` at a time, each batch once the previous one is done (at once, pre_deploy's
+    first releases can hang on the gate webhook, see the report)."""
+    replicas, size = bench.options.replicas, bench.options.setup_batch
+    for start in range(0, len(bench.spaces), size):
+        batch = bench.spaces[start : start + size]
+        resources = [database_migration(namespace, strategy) for namespace in batch]
+        deployments = [deployment(namespace, FIRST_TAG, replicas) for namespace in batch]
+        if strategy == PRE_DEPLOY:
+            # The resources first, so that the gate knows the Deployments when they are created.
+            await bench.create(PLURAL, resources)
+            await wait_for_observed(bench, batch)
+            await bench.create("deployments", deployments)
+            await bench.wait(bench.recorder.released, FIRST_TAG, batch)
+        else:
+            await bench.create("deployments", deployments)
+            await bench.wait(bench.recorder.rolled_out, FIRST_TAG, batch)
+            await bench.create(PLURAL, resources)
+        await bench.wait(bench.recorder.rolled_out, FIRST_TAG, batch)
+        await bench.wait(bench.recorder.ready, FIRST_TAG, batch)
+    await bench.settle()
+
+
+async def wait_for_observed(bench: Bench, spaces: list[str]) -> None:
+    """Every resource has a status: the operator (and its gate index) has seen it."""
+    deadline = time.monotonic() + PHASE_TIMEOUT
+    for namespace in spaces:
+        while not (bench.emulator.stored("stagecraft.dev", PLURAL, namespace, NAME) or {}).get(
+            "status"
+        ):
+            bench.operator.check_alive()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the operator never reconciled {namespace}/{NAME}")
+            await asyncio.sleep(0.05)
+
+
+async def measure_round(bench: Bench, strategy: str, tag: int, run: ScenarioRun) -> None:
+    """Ship `tag` to every Deployment at once; wait until everything is done and settled."""
+    recorder, spaces, timeout = bench.recorder, bench.spaces, bench.options.delay_timeout
+    bench.emulator.served.clear()
+    cpu_before = bench.operator.cpu_seconds()
+    profiler = await start_profiler(bench, f"{strategy}-{len(spaces)}-{tag}")
+    await bench.ship(tag)
+    new = keys(spaces, tag)
+    if strategy == PRE_DEPLOY:
+        late = await bench.wait(recorder.released, tag, timeout=timeout)
+        done = [key for key in new if key not in late]
+        run.operator_delay.add(recorder.released, recorder.job_completed, done, missing=len(late))
+        run.image_to_job.add(recorder.job_created, recorder.shipped, new)
+        ends = recorder.released
+    else:
+        late = await bench.wait(recorder.job_created, tag, timeout=timeout)
+        done = [key for key in new if key not in late]
+        run.operator_delay.add(recorder.job_created, recorder.rolled_out, done, missing=len(late))
+        ends = recorder.job_created
+    done_spaces = [key[0] for key in done]
+    await bench.wait(recorder.rolled_out, tag, done_spaces)
+    await bench.wait(recorder.ready, tag, done_spaces)
+    await stop_profiler(profiler)
+    first_shipped = min(recorder.shipped[key] for key in new)
+    if done:
+        run.to_last.append(max(ends[key] for key in done) - first_shipped)
+        run.to_ready.append(max(recorder.ready[key] for key in done) - first_shipped)
+    run.job_seconds.add(recorder.job_completed, recorder.job_created, done)
+    rollout_start = recorder.released if strategy == PRE_DEPLOY else recorder.shipped
+    run.rollout_seconds.add(recorder.rolled_out, rollout_start, done)
+    await bench.settle()
+    run.operator_cpu.append(bench.operator.cpu_seconds() - cpu_before)
+    run.requests.update(bench.emulator.served)
+    run.refused += len(bench.refused)
+    bench.refused.clear()
+    run.rounds += 1
+    if late:
+        run.stuck = late
+        raise StuckApplications(late)
+
+
+class StuckApplications(Exception):
+    """Some applications never got the operator's step: later rounds would not be comparable."""
+
+
+async def run_scenario(
+    strategy: str, size: int, options: argparse.Namespace, work: Path
+) -> ScenarioRun:
+    certificate, key = webhook_certificate(work)
+    trust_webhook_certificate(certificate)
+    port = free_port()
+    emulator = ListingEmulator()
+    declare_custom_resource(emulator)
+    recorder = Recorder(pods_of=lambda namespace: emulator.stored_objects("", "pods", namespace))
+    jobs = JobSucceeder(emulator, options.job_seconds)
+    deployments = DeploymentController(emulator)
+    emulator.write_listeners += [recorder.on_write, jobs.on_write, deployments.on_write]
+    emulator.mutating_webhooks.append(gate_webhook(port))
+    environment = {
+        "STAGECRAFT_RUNNER_IMAGE": "stagecraft:bench",
+        "STAGECRAFT_LIVENESS": "",
+        "STAGECRAFT_METRICS_PORT": "0",
+        "STAGECRAFT_WEBHOOK_CERT": str(certificate),
+        "STAGECRAFT_WEBHOOK_KEY": str(key),
+        "STAGECRAFT_WEBHOOK_PORT": str(port),
+    }
+    run = ScenarioRun(strategy, size)
+    rounds = max(1, math.ceil(options.min_samples / size))
+    async with emulator, kmock.Server(emulator) as server:
+        url = str(server.url).rstrip("/")
+        kubeconfig = work / "kubeconfig"
+        write_kubeconfig(kubeconfig, url)
+        operator = OperatorProcess(
+            OPERATORS[options.operator], environment, work / f"operator-{strategy}-{size}.log"
+        )
+        await operator.start(kubeconfig)
+        bench = Bench(emulator, recorder, jobs, operator, url, options, namespaces(size))
+        try:
+            await wait_until_watching(emulator, WATCHED, operator)
+            await _wait_until_serving(port, operator)
+            await set_up(bench, strategy)
+            for tag in range(FIRST_TAG + 1, FIRST_TAG + 1 + rounds):
+                await measure_round(bench, strategy, tag, run)
+        except StuckApplications:
+            run.stuck_note = stuck_note(bench, run.stuck)  # reported; no further rounds
+        finally:
+            await operator.stop()
+            await jobs.stop()
+            await deployments.stop()
+    return run
+
+
+def seconds_or_never(seconds: float) -> str:
+    return "never" if math.isinf(seconds) else ms(seconds)
+
+
+def summary(samples: Samples) -> str:
+    """median, p90, p99 and max cells (ms); an application that never got there is "never"."""
+    cells = [samples.rank(fraction) for fraction in (0.5, 0.9, 0.99, 1.0)]
+    return "| " + " | ".join(seconds_or_never(cell) for cell in cells) + " |"
+
+
+def stuck_note(bench: Bench, stuck: list[Key]) -> str:
+    """What the applications the operator never moved on look like when the bench gives up."""
+    states: Counter[str] = Counter()
+    for namespace, name, _ in stuck:
+        resource = bench.emulator.stored("stagecraft.dev", PLURAL, namespace, name) or {}
+        found = bench.emulator.stored("apps", "deployments", namespace, name) or {}
+        conditions = (resource.get("status") or {}).get("conditions") or []
+        ready: dict[str, Any] = next((c for c in conditions if c.get("type") == "Ready"), {})
+        paused = "paused" if (found.get("spec") or {}).get("paused") else "not paused"
+        run = ((resource.get("status") or {}).get("lastRun") or {}).get("result")
+        states[f"resource Ready={ready.get('status')} (last run {run}), Deployment {paused}"] += 1
+    return "; ".join(f"{count} with {state}" for state, count in states.most_common())
+
+
+MEASURED = {
+    PRE_DEPLOY: "Job Complete written -> Deployment released",
+    POST_DEPLOY: "rollout complete written -> Job created",
+}
+
+
+def delay_table(runs: list[ScenarioRun]) -> str:
+    lines = [
+        "| strategy: operator's delay | Deployments at once | samples | median ms | p90 ms "
+        "| p99 ms | max ms |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for run in runs:
+        lines.append(
+            f"| {run.strategy}: {MEASURED[run.strategy]} | {run.size:,} "
+            f"| {run.operator_delay.count} {summary(run.operator_delay)}"
+        )
+    for run in runs:
+        if run.image_to_job.values:
+            lines.append(
+                f"| {PRE_DEPLOY}: new image written (paused by the gate) -> Job created "
+                f"| {run.size:,} | {run.image_to_job.count} {summary(run.image_to_job)}"
+            )
+    return "\n".join(lines)
+
+
+def controllers_table(runs: list[ScenarioRun], job_seconds: float) -> str:
+    lines = [
+        "| strategy | Deployments at once | Job created -> Complete: median ms | max ms "
+        "| rollout: median ms | p99 ms | max ms |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for run in runs:
+        jobs, rollouts = run.job_seconds, run.rollout_seconds
+        if not jobs.values or not rollouts.values:
+            continue
+        lines.append(
+            f"| {run.strategy} | {run.size:,} | {ms(jobs.rank(0.5))} | {ms(jobs.rank(1.0))} "
+            f"| {ms(rollouts.rank(0.5))} | {ms(rollouts.rank(0.99))} | {ms(rollouts.rank(1.0))} |"
+        )
+    return "\n".join(lines) + (
+        f"\n\nThe Job's time is the bench's Job controller ({job_seconds:g} s set, plus its "
+        "scheduling in the bench's event loop); the rollout's runs from the release (pre_deploy) "
+        "or the new image (post_deploy) to the status that reports it complete."
+    )
+
+
+def wall_table(runs: list[ScenarioRun]) -> str:
+    lines = [
+        "| strategy | Deployments at once | rounds | image shipped -> last delay's end s "
+        "| -> every resource Ready s | operator CPU s per round | API requests per Deployment "
+        "| image updates refused |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for run in runs:
+        requests = sum(count for name, count in run.requests.items() if "WATCH" not in name)
+        lines.append(
+            f"| {run.strategy} | {run.size:,} | {run.rounds} "
+            f"| {median_or_none(run.to_last)} | {median_or_none(run.to_ready)} "
+            f"| {median_or_none(run.operator_cpu)} "
+            f"| {requests / (run.size * run.rounds):.1f} | {run.refused} |"
+        )
+    return "\n".join(lines) + (
+        "\n\nWith more than one round (one application) the wall times and CPU are medians over "
+        "the rounds."
+    )
+
+
+def targets(runs: list[ScenarioRun]) -> str:
+    lines = []
+    for run in runs:
+        worst = run.operator_delay.rank(0.99)
+        verdict = "met" if worst < TARGET_P99_SECONDS else "MISSED"
+        lines.append(
+            f"- {run.strategy}, {run.size:,} at once: p99 {seconds_or_never(worst)} ms "
+            f"(target under {ms(TARGET_P99_SECONDS)} ms): {verdict}"
+        )
+        if run.stuck:
+            lines.append(
+                f"  - {len(run.stuck)} of {run.size:,} never got the operator's step within "
+                f"the bench's wait: {run.stuck_note}"
+            )
+    return "\n".join(lines)
+
+
+def machine_notes() -> str:
+    load1, load5, load15 = os.getloadavg()
+    stamp = datetime.datetime.now(tz=datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return (
+        f"Machine: {os.cpu_count()} cores shared with other work during the run (load average "
+        f"{load1:.2f}, {load5:.2f}, {load15:.2f} at the end), Python {platform.python_version()}, "
+        f"kopf {version('kopf')}, kmock {version('kmock')}, {stamp}."
+    )
+
+
+def report(runs: list[ScenarioRun], options: argparse.Namespace, command: str) -> str:
+    return f"""{HEADING}
+
+`{command}`: the operator as the chart runs it (`python -m stagecraft.operator`, its gate
+webhook over TLS), a process of its own against the tests' API-server emulator in the bench's
+process, which calls the gate on every Deployment create and update as the API server does. The
+tests' Deployment controller (tests/operator/deployments.py) rolls out {options.replicas}
+replicas per Deployment, one surge pod at a time; a bench-side Job controller marks each
+migration Job Complete {options.job_seconds:g} s after its creation, with a successful run
+document in its pod's termination message (no migration runs: that is the runner's time).
+Each application is a namespace of its own with a Deployment and its DatabaseMigration. The
+new image is shipped to every Deployment at once (concurrent PATCHes over HTTP); with one
+application it is shipped {options.min_samples} times in a row for as many samples. Every
+moment is the emulator storing the write, taken by a write listener in one process, on one
+clock; post_deploy's "rollout complete" is the first Deployment status that the operator's own
+check (`rollout.rollout_state`) reads as complete.
+
+{machine_notes()}
+
+### The operator's delay
+
+{delay_table(runs)}
+
+### The simulated controllers' own time
+
+{controllers_table(runs, options.job_seconds)}
+
+### Wall time
+
+{wall_table(runs)}
+
+### Targets of issue 5
+
+{targets(runs)}
+"""
+
+
+async def run_all(options: argparse.Namespace) -> list[ScenarioRun]:
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="bench-rollout-") as temporary:
+        folder = options.work or temporary
+        for strategy in options.strategies.split(","):
+            for size in (int(size) for size in options.sizes.split(",")):
+                work = Path(folder) / f"{strategy}-{size}"
+                work.mkdir(parents=True, exist_ok=True)
+                run = await run_scenario(strategy, size, options, work)
+                runs.append(run)
+                delay = run.operator_delay
+                print(
+                    f"{strategy} with {size}: delay median {seconds_or_never(delay.rank(0.5))} "
+                    f"ms, p99 {seconds_or_never(delay.rank(0.99))} ms, max "
+                    f"{seconds_or_never(delay.rank(1.0))} ms; to the last "
+                    f"{median_or_none(run.to_last)} s; {len(run.stuck)} stuck {run.stuck_note}",
+                    flush=True,
+                )
+    return runs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="1,200")
+    parser.add_argument("--strategies", default=f"{PRE_DEPLOY},{POST_DEPLOY}")
+    parser.add_argument("--job-seconds", type=float, default=0.5)
+    parser.add_argument("--replicas", type=int, default=2)
+    parser.add_argument("--operator", choices=sorted(OPERATORS), default=AS_SHIPPED)
+    parser.add_argument(
+        "--setup-batch", type=int, default=4, help="applications set up at a time before a round"
+    )
+    parser.add_argument(
+        "--delay-timeout",
+        type=float,
+        default=60.0,
+        help="seconds after the new image until an application without the operator's step "
+        "counts as never getting it",
+    )
+    parser.add_argument(
+        "--min-samples", type=int, default=20, help="rounds enough for this many samples"
+    )
+    parser.add_argument("--profile", help="folder for py-spy profiles of the measured rounds")
+    parser.add_argument("--work", help="folder for the operators' logs (default: a temporary one)")
+    parser.add_argument("--no-write", action="store_true", help="leave docs/benchmarks.md alone")
+    options = parser.parse_args()
+    command = "python " + " ".join(["bench/bench_rollout.py", *sys.argv[1:]])
+    runs = asyncio.run(run_all(options))
+    text = report(runs, options, command)
+    print(text)
+    if not options.no_write:
+        write_results(HEADING, text)
+
+
+if __name__ == "__main__":
+    main()
