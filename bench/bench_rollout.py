@@ -369,6 +369,9 @@ async def measure_round(bench: Bench, strategy: str, tag: int, run: ScenarioRun)
     bench.refused.clear()
     if late:
         await stop_profiler(profiler)
+        run.operator_cpu.append(bench.operator.cpu_seconds() - cpu_before)
+        run.requests.update(bench.emulator.served)
+        run.rounds += 1
         run.stuck = late
         raise StuckApplications(late)
     await bench.wait(recorder.rolled_out, tag)
