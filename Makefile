@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_WORKERS ?= 2
 
-.PHONY: demo test lint check-types pytest bench deps postgres node-tools checkov clean crds
+.PHONY: demo demo-cli test lint check-types pytest bench deps postgres node-tools checkov clean crds
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,8 +36,8 @@ tools/checkov/.installed: tools/checkov/requirements.txt
 checkov: tools/checkov/.installed
 
 lint: deps
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff format --check src tests bench examples
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
@@ -53,7 +53,12 @@ crds: deps
 	$(BIN)/python -m stagecraft.operator.crd > crds/databasemigrations.stagecraft.dev.yaml
 	cp crds/databasemigrations.stagecraft.dev.yaml charts/stagecraft/crds/
 
+# The gate on an emulated cluster with the real operator (examples/cluster_demo.py); demo-cli is
+# the CLI's own story on SQLite (examples/demo.sh).
 demo: deps
+	$(BIN)/python examples/cluster_demo.py
+
+demo-cli: deps
 	examples/demo.sh
 
 bench: deps postgres node-tools
