@@ -139,7 +139,14 @@ class Cluster:
 
     async def restart_operator(self) -> None:
         """Stop the operator and start a new one, with nothing kept in memory between them."""
+        await self.stop_operator()
+        await self.start_operator()
+
+    async def stop_operator(self) -> None:
         await asyncio.to_thread(self.operator.stop)
+
+    async def start_operator(self) -> None:
+        """A new operator, after `stop_operator`: it finds the cluster as the last one left it."""
         self.emulator.served_watches.clear()
         self.operator = OperatorThread(self.operator.server, _reconciler(self.api, self.metrics))
         self.operator.start()

@@ -13,7 +13,15 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.operator.harness import Cluster, condition_of, is_true
+from stagecraft.operator.manifests import (
+    MigrationSource,
+    ResourceIdentity,
+    RunnerSettings,
+    job_manifest,
+    target_hash,
+)
+from stagecraft.operator.validation import validate_spec
+from tests.operator.harness import RUNNER_IMAGE, Cluster, condition_of, is_true
 from tests.support.postgres_server import PostgresServer
 
 APP_IMAGE = "registry.example/shop-api:41"
@@ -139,6 +147,37 @@ async def test_restarted_operator_adopts_the_running_job_instead_of_starting_ano
     assert len(cluster.jobs_of("shop-db")) == 1
     assert len(cluster.jobs.runner_runs()) == 1
     assert status["lastRun"]["job"] == cluster.jobs_of("shop-db")[0]["metadata"]["name"]
+
+
+async def test_operator_stopped_before_recording_its_job_adopts_it_instead_of_starting_another(
+    cluster: Cluster, postgres_url: str, tmp_path: Path
+) -> None:
+    await _application(cluster, tmp_path / "image", postgres_url, GOOD_MIGRATIONS)
+    cluster.jobs.released.clear()
+    await cluster.stop_operator()
+    spec = _spec(image=APP_IMAGE)
+    del spec["deployment"]
+    await cluster.apply_database_migration("shop-db", spec)
+    # The Job an operator created just before it stopped, before it could write the status.
+    stored = cluster.database_migration("shop-db")
+    validated = validate_spec(spec).spec
+    assert validated is not None
+    source = MigrationSource(image=APP_IMAGE)
+    identity = ResourceIdentity("shop", "shop-db", stored["metadata"]["uid"])
+    runner = RunnerSettings(image=RUNNER_IMAGE)
+    manifest = job_manifest(identity, validated, source, target_hash(validated, source), runner)
+    await cluster.create("batch", "jobs", manifest)
+    assert stored.get("status") is None
+
+    await cluster.start_operator()
+    cluster.jobs.released.set()
+    status = await cluster.wait_for_status("shop-db", is_true("Ready"))
+
+    assert len(cluster.jobs_of("shop-db")) == 1
+    assert len(cluster.jobs.runner_runs()) == 1
+    assert status["lastRun"]["job"] == manifest["metadata"]["name"]
+    assert [entry["id"] for entry in status["lastRun"]["applied"]] == list(GOOD_MIGRATIONS)
+    assert cluster.event_reasons("shop-db") == [("RunSucceeded", "Normal")]
 
 
 async def test_job_deleted_after_its_result_was_recorded_is_not_run_again(

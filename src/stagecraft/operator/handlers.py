@@ -69,6 +69,14 @@ def register_handlers(
         if namespace and name:
             reconciler.reconcile(namespace, name)
 
+    def reconcile_delivered(
+        namespace: str | None, name: str | None, body: kopf.Body, **_: Any
+    ) -> None:
+        """The resource as the event delivered it saves reading it again (a timer's body is a
+        live view kopf updates meanwhile: the timer reads it)."""
+        if namespace and name:
+            reconciler.reconcile(namespace, name, body)
+
     def follow_job(body: kopf.Body, namespace: str | None, **_: Any) -> None:
         owner = owning_resource(body)
         if namespace and owner:
@@ -81,7 +89,7 @@ def register_handlers(
     ):
         on_change(
             GROUP, VERSION, PLURAL, registry=registry, id=handler_id, backoff=API_ERROR_BACKOFF
-        )(reconcile_resource)
+        )(reconcile_delivered)
     kopf.timer(
         GROUP,
         VERSION,

@@ -9,8 +9,8 @@ what the one before it wrote.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,7 +29,6 @@ from .manifests import (
     ResourceIdentity,
     RunnerSettings,
     job_manifest,
-    job_name,
     target_hash,
 )
 from .metrics import OperatorMetrics, RunMetrics
@@ -38,7 +37,6 @@ from .models import (
     RUN_REQUEST_ANNOTATION,
     DatabaseMigrationSpec,
     DatabaseMigrationStatus,
-    RunRecord,
 )
 from .planner import (
     Action,
@@ -69,6 +67,15 @@ class ReconcilerSettings:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 
+@dataclass(frozen=True)
+class PendingEvent:
+    """An Event a reconcile posts once it has written the status."""
+
+    type: str
+    reason: str
+    message: str
+
+
 def _unhandled(annotations: dict[str, str], key: str, handled: str | None) -> str | None:
     token = annotations.get(key)
     return token if token and token != handled else None
@@ -88,25 +95,64 @@ class Reconciler:
         self.metrics: RunMetrics = metrics if metrics is not None else OperatorMetrics()
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._locks_guard = threading.Lock()
+        # The status each resource has as far as this process knows: the last it wrote or found
+        # unchanged. A delivered body with another status may be older than that write.
+        self._written: dict[tuple[str, str], DatabaseMigrationStatus] = {}
 
     def _lock_for(self, namespace: str, name: str) -> threading.Lock:
         with self._locks_guard:
             return self._locks.setdefault((namespace, name), threading.Lock())
 
-    def reconcile(self, namespace: str, name: str) -> Decision | None:
-        """Bring one resource a step closer to its target; None when it no longer exists."""
-        with self._lock_for(namespace, name):
-            body = self.cluster.database_migration(namespace, name)
-            if body is None or body.get("metadata", {}).get("deletionTimestamp"):
-                return None
-            status = DatabaseMigrationStatus.model_validate(body.get("status") or {})
-            observed = self._observe(namespace, name, body, status)
-            decision = decide(observed)
-            self._act(body, observed, decision)
-            self._write_status(body, status, decision)
-            if decision.gate is not None and observed.deployment is not None:
-                self._operate_gate(body, observed.deployment.body, decision.gate)
-            return decision
+    def reconcile(
+        self, namespace: str, name: str, body: Mapping[str, Any] | None = None
+    ) -> Decision | None:
+        """Bring one resource a step closer to its target; None when it no longer exists.
+
+        `body` is the resource as kopf delivered it to a create, update or resume handler: it is
+        used instead of reading the resource again when it is known to be current (see
+        `_current_body`)."""
+        lock = self._lock_for(namespace, name)
+        delivered = body if body is not None and lock.acquire(blocking=False) else None
+        if delivered is None:
+            lock.acquire()
+        try:
+            return self._reconcile_locked(namespace, name, delivered)
+        finally:
+            lock.release()
+
+    def _current_body(
+        self, namespace: str, name: str, delivered: Mapping[str, Any] | None
+    ) -> dict[str, Any] | None:
+        """The resource as it is now. A delivered body is used only when no reconcile of it was
+        running on entry and its status is the one this process last wrote (or it wrote none):
+        a body older than our own last status write could say that no run was recorded, or that
+        a recorded run is still going, and its target would run again. Otherwise it is read."""
+        if delivered is not None:
+            written = self._written.get((namespace, name))
+            status = delivered.get("status") or {}
+            if written is None or DatabaseMigrationStatus.model_validate(status) == written:
+                return dict(delivered)
+        return self.cluster.database_migration(namespace, name)
+
+    def _reconcile_locked(
+        self, namespace: str, name: str, delivered: Mapping[str, Any] | None
+    ) -> Decision | None:
+        body = self._current_body(namespace, name, delivered)
+        if body is None or body.get("metadata", {}).get("deletionTimestamp"):
+            self._written.pop((namespace, name), None)
+            return None
+        status = DatabaseMigrationStatus.model_validate(body.get("status") or {})
+        observed = self._observe(namespace, name, body, status)
+        events: list[PendingEvent] = []
+        decision = self._act(body, observed, decide(observed), events)
+        self._write_status(body, status, decision)
+        # Events after the status: the status is what users, tools and the next reconcile wait
+        # for, and an Event is best effort.
+        for event in events:
+            self.cluster.record_event(body, event.type, event.reason, event.message)
+        if decision.gate is not None and observed.deployment is not None:
+            self._operate_gate(body, observed.deployment.body, decision.gate)
+        return decision
 
     def _observe(
         self, namespace: str, name: str, body: dict[str, Any], status: DatabaseMigrationStatus
@@ -122,8 +168,12 @@ class Reconciler:
         if validation.spec is not None and lookup.source is not None:
             target = target_hash(validation.spec, lookup.source)
             last = status.last_run
-            expected = last.job if last and last.target_hash == target else job_name(name, target)
-            job = self._observe_job(namespace, expected)
+            # Only a run in flight for this target has a Job to look at: a finished run's result
+            # is in the status, and a target with no run has no Job, except when an operator
+            # stopped between creating it and recording it, which create_job's "already exists"
+            # reports (see _adopt).
+            if last is not None and last.target_hash == target and last.result == "Running":
+                job = self._observe_job(namespace, last.job)
         annotations = body.get("metadata", {}).get("annotations") or {}
         return Observed(
             resource_name=name,
@@ -162,53 +212,86 @@ class Reconciler:
         pods = self.cluster.job_pods(namespace, name)
         return observe_job(job, pods, RUNNER_CONTAINER, TARGET_HASH_LABEL)
 
-    def _act(self, body: dict[str, Any], observed: Observed, decision: Decision) -> None:
-        """The side effects of a decision; every action also rewrites the status after this."""
+    def _act(
+        self,
+        body: dict[str, Any],
+        observed: Observed,
+        decision: Decision,
+        events: list[PendingEvent],
+    ) -> Decision:
+        """The side effects of a decision, and the decision the status is written from (another
+        one when the Job to create existed already). Events are collected, to post last."""
         refused = decision.refused_run_request
         if refused is not None:
             message = (
                 f"run request {refused!r} refused: it is for plan {parse_run_request(refused).plan}"
                 f", not for the current plan {decision.target_hash}; nothing was run"
             )
-            self.cluster.record_event(body, "Warning", EventReason.RUN_REQUEST_REFUSED, message)
+            events.append(PendingEvent("Warning", EventReason.RUN_REQUEST_REFUSED, message))
         spec = observed.validation.spec
         if spec is None or decision.run is None:
-            return
+            return decision
+        if decision.action is Action.CREATE_JOB and not self._start_job(
+            body, observed, decision, events
+        ):
+            decision = self._adopt(body["metadata"]["namespace"], observed, decision)
         if decision.action is Action.RECORD_RESULT:
-            self._report_finished_run(body, spec.migrations.engine, decision)
-        elif decision.action is Action.CREATE_JOB:
-            self._start_job(body, observed, decision)
+            self._report_finished_run(body, spec.migrations.engine, decision, events)
+        return decision
 
-    def _report_finished_run(self, body: dict[str, Any], engine: str, decision: Decision) -> None:
+    def _adopt(self, namespace: str, observed: Observed, decision: Decision) -> Decision:
+        """The attempt's Job exists already: an operator stopped after creating it and before
+        recording it. Decide again with the Job as it is (running, or finished with a result),
+        keeping what the first decision consumed."""
+        job = self._observe_job(namespace, decision.job_name) if decision.job_name else None
+        if job is None:  # deleted meanwhile: record the attempt, the next reconcile makes it
+            return decision
+        again = decide(replace(observed, job=job, last_run=decision.run))
+        return replace(
+            again,
+            consumed_retry=decision.consumed_retry,
+            consumed_run_request=decision.consumed_run_request,
+            refused_run_request=decision.refused_run_request,
+        )
+
+    def _report_finished_run(
+        self, body: dict[str, Any], engine: str, decision: Decision, events: list[PendingEvent]
+    ) -> None:
         run = decision.run
         if run is None:
             return
-        self._announce_result(body, run, decision.verdict.message)
+        message = decision.verdict.message
+        if run.result == "Succeeded":
+            events.append(PendingEvent("Normal", EventReason.RUN_SUCCEEDED, message))
+        elif run.result == "Failed":
+            events.append(PendingEvent("Warning", EventReason.RUN_FAILED, message))
         durations = [entry.duration_ms or 0 for entry in run.applied]
         namespace = body["metadata"]["namespace"]
         self.metrics.run_finished(engine, namespace, run.result == "Succeeded", durations)
 
-    def _start_job(self, body: dict[str, Any], observed: Observed, decision: Decision) -> None:
+    def _start_job(
+        self,
+        body: dict[str, Any],
+        observed: Observed,
+        decision: Decision,
+        events: list[PendingEvent],
+    ) -> bool:
+        """Create the attempt's Job; False when it exists already."""
         spec, source, target = observed.validation.spec, observed.source, decision.target_hash
         if spec is None or source is None or target is None or decision.run is None:
-            return  # the planner creates Jobs only for a valid spec with a resolved source
+            return True  # the planner creates Jobs only for a valid spec with a resolved source
         metadata = body["metadata"]
         identity = ResourceIdentity(metadata["namespace"], metadata["name"], metadata["uid"])
         attempt = decision.run.attempt
         manifest = job_manifest(
             identity, spec, source, target, self.settings.runner, attempt=attempt
         )
-        # False means the Job exists already (a restarted operator): it is adopted as it is.
-        if self.cluster.create_job(identity.namespace, manifest):
-            message = f"started migration Job {manifest['metadata']['name']} (attempt {attempt})"
-            self.cluster.record_event(body, "Normal", EventReason.RUN_STARTED, message)
-            self.metrics.run_started(spec.migrations.engine, identity.namespace)
-
-    def _announce_result(self, body: dict[str, Any], run: RunRecord, message: str) -> None:
-        if run.result == "Succeeded":
-            self.cluster.record_event(body, "Normal", EventReason.RUN_SUCCEEDED, message)
-        elif run.result == "Failed":
-            self.cluster.record_event(body, "Warning", EventReason.RUN_FAILED, message)
+        if not self.cluster.create_job(identity.namespace, manifest):
+            return False
+        message = f"started migration Job {manifest['metadata']['name']} (attempt {attempt})"
+        events.append(PendingEvent("Normal", EventReason.RUN_STARTED, message))
+        self.metrics.run_started(spec.migrations.engine, identity.namespace)
+        return True
 
     def _write_status(
         self, body: dict[str, Any], status: DatabaseMigrationStatus, decision: Decision
@@ -237,13 +320,12 @@ class Reconciler:
             handled_retry=decision.consumed_retry or status.handled_retry,
             handled_run_request=decision.consumed_run_request or status.handled_run_request,
         )
-        self.metrics.pending(body["metadata"]["namespace"], body["metadata"]["name"], pending)
-        if new_status == status:
-            return  # an unchanged status is not written: no event, no reconcile loop
-        document = new_status.model_dump(by_alias=True, mode="json")
-        self.cluster.write_database_migration_status(
-            body["metadata"]["namespace"], body["metadata"]["name"], document
-        )
+        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+        self.metrics.pending(namespace, name, pending)
+        if new_status != status:  # an unchanged status is not written: no reconcile loop
+            document = new_status.model_dump(by_alias=True, mode="json")
+            self.cluster.write_database_migration_status(namespace, name, document)
+        self._written[(namespace, name)] = new_status
 
     def _operate_gate(
         self, body: dict[str, Any], deployment: dict[str, Any], step: GateStep

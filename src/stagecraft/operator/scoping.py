@@ -166,7 +166,9 @@ class ScopedReconciler(Reconciler):
         super().__init__(*args, **kwargs)
         self.scope = scope
 
-    def reconcile(self, namespace: str, name: str) -> Decision | None:
+    def reconcile(
+        self, namespace: str, name: str, body: Mapping[str, Any] | None = None
+    ) -> Decision | None:
         if not self.scope.admits(namespace):
             return None
-        return super().reconcile(namespace, name)
+        return super().reconcile(namespace, name, body)
