@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from stagecraft.operator.conditions import Phase, Reason
-from stagecraft.operator.runs import JobObservation, run_record, verdict_for
+from stagecraft.operator.runs import JobObservation, job_finished, run_record, verdict_for
 
 
 def _document(**fields: Any) -> str:
@@ -107,3 +107,16 @@ def test_running_job_is_reconciling() -> None:
     run = run_record(job)
     assert run.result == "Running"
     assert verdict_for(run).phase == Phase.RECONCILING
+
+
+def test_a_job_has_finished_once_complete_or_failed_is_true() -> None:
+    def job(*conditions: tuple[str, str]) -> dict[str, Any]:
+        listed = [{"type": kind, "status": status} for kind, status in conditions]
+        return {"status": {"conditions": listed}}
+
+    assert job_finished(job(("Complete", "True")))
+    assert job_finished(job(("FailureTarget", "True"), ("Failed", "True")))
+    assert not job_finished(job(("Failed", "False")))
+    assert not job_finished(job(("SuccessCriteriaMet", "True")))
+    assert not job_finished({"status": {"active": 1}})
+    assert not job_finished({})

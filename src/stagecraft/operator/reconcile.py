@@ -48,7 +48,7 @@ from .planner import (
     parse_time,
 )
 from .requests import parse_run_request
-from .runs import JobObservation, observe_job
+from .runs import JobObservation, job_finished, observe_job
 from .sources import SourceLookup, resolve_source
 from .validation import validate_spec
 
@@ -209,7 +209,9 @@ class Reconciler:
         job = self.cluster.job(namespace, name)
         if job is None:
             return None
-        pods = self.cluster.job_pods(namespace, name)
+        # The pods hold only the run's result (the runner's termination message): a running Job's
+        # are not listed, a list that costs the API server a pass over the namespace's pods.
+        pods = self.cluster.job_pods(namespace, name) if job_finished(job) else []
         return observe_job(job, pods, RUNNER_CONTAINER, TARGET_HASH_LABEL)
 
     def _act(

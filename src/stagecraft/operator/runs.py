@@ -8,6 +8,7 @@ module reads it, and falls back to the Job's own conditions when the pod left no
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,11 +129,16 @@ def verdict_for(run: RunRecord) -> Verdict:
     return Verdict(Phase.STALLED, reason, f"migration Job {run.job} failed: {message}")
 
 
-def _true_condition(job: dict[str, Any], condition_type: str) -> dict[str, Any] | None:
+def _true_condition(job: Mapping[str, Any], condition_type: str) -> dict[str, Any] | None:
     for condition in (job.get("status") or {}).get("conditions") or []:
         if condition.get("type") == condition_type and condition.get("status") == "True":
             return dict(condition)
     return None
+
+
+def job_finished(job: Mapping[str, Any]) -> bool:
+    """The Job is Complete or Failed: it has a result, and its pod a termination message."""
+    return any(_true_condition(job, kind) is not None for kind in ("Complete", "Failed"))
 
 
 def _runner_message(pods: list[dict[str, Any]], container: str) -> tuple[str | None, str | None]:
