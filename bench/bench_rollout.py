@@ -415,7 +415,9 @@ async def run_scenario(
         "STAGECRAFT_WEBHOOK_CERT": str(certificate),
         "STAGECRAFT_WEBHOOK_KEY": str(key),
         "STAGECRAFT_WEBHOOK_PORT": str(port),
-        "PYTHONPATH": str(ROOT),  # the bench's own variants import bench.*
+        # The operator runs the Stagecraft next to this bench (a checkout's src/, not whichever
+        # one is installed); the bench's own variants import bench.*.
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
     }
     run = ScenarioRun(operator_name, strategy, size)
     rounds = max(1, math.ceil(options.min_samples / size))
@@ -473,60 +475,64 @@ MEASURED = {
 }
 
 
-# Written from the run of 2026-11-28 16:45 UTC and py-spy on the operator (`--profile DIR`: the
-# thread holding the GIL) and py-spy dumps of it while stuck; the tree was at 7d07c43.
+# Written from the run of 2026-11-28 (the tables above when the bench wrote them), py-spy on the
+# operator (`--profile DIR`: the thread holding the GIL) and on the bench's own process, and
+# py-spy dumps of the operator while it was stuck; the tree was at d2f9256.
 ANALYSIS = """### Where the time goes (issue 5)
 
 **pre_deploy, 200 at once, as shipped: the releases deadlock against the operator's own gate
 webhook.** kopf runs plain-function handlers, the admission handlers included, on one thread
-pool of min(32, cores + 4) threads (6 here; `os.cpu_count()` in a pod is the node's). The
+pool of min(32, cores + 4) threads (6 here; in a pod `os.cpu_count()` is the node's). The
 release is a JSON Patch of the Deployment sent from a reconcile on that pool, and the API server
 calls the gate webhook before it answers that PATCH; the webhook's handler then waits for a pool
 thread. Once every thread is in such a PATCH (the Job events' reconciles and the Deployment
-events' ones both release), nothing can answer the webhook: each PATCH waits the webhook's
-10 s, is refused (failurePolicy Fail), and the next reconcile in the queue takes the thread and
-does the same, while the webhook's call waits behind them. py-spy dumps minutes into the round
-found all 6 threads in `KubeApi.patch_deployment` under `Reconciler._operate_gate`, the
-operator's CPU idle. The image updates sent meanwhile are refused as well (the same webhook).
-It starts as soon as as many gated Deployments finish their migrations together as the pool
-has threads, and a release refused with an API error is not retried by a timer
-(docs/decisions.md, known gap 3): a Deployment can stay paused after its migration succeeded.
+events' ones both release), nothing answers the webhook: each PATCH waits the webhook's 10 s, is
+refused (failurePolicy Fail), and the next reconcile in the queue takes the thread and does the
+same, while the webhook's calls wait behind them. py-spy dumps minutes into the round found all
+6 threads in `KubeApi.patch_deployment` under `Reconciler._operate_gate` and the operator's CPU
+idle; the image updates sent meanwhile are refused too (the same webhook), 71 of 200 until the
+bench gave up. It starts as soon as as many gated Deployments finish their migrations together
+as the pool has threads, and a release refused with an API error is not retried by a timer
+(docs/decisions.md, known gap 3), so a Deployment can stay paused after its migration succeeded.
 The fix, in `webhooks.py`: `async def` for `gate_deployment` and `reject_invalid_spec`. kopf
 awaits coroutine handlers on its event loop, and both only compute from the in-memory index, so
-they never wait for a thread; "async-webhooks" is exactly that change, and its rows show every
-Deployment released and no write refused. An end-to-end test with more gated Deployments than
-kopf has threads, their Jobs completing together, would have caught it.
+they never wait for a thread; "async-webhooks" is exactly that change: every Deployment
+released, no write refused. A test with more gated Deployments than kopf has threads, their
+Jobs completing together, would have caught it (the end-to-end tests have one).
 
-**With that fix, and for post_deploy: p99 of seconds at 200 because the operator is CPU-bound
-on reconciles that change nothing.** Per Deployment and round the operator makes 13 to 15
-reconciles (the `GET databasemigrations` row) where 2 matter (the new image, which creates the
-Job, and the Job's completion, which releases it; for post_deploy the rollout's completion and
-the Job's). The rest come from the `deployment` event handler, which reconciles every resource
-that reads a Deployment on every write to it: each status write of the rollout (about 8 for 2
-replicas), the release, the revision annotation. Each reconcile makes 5 to 7 requests (GET the
-resource, the Deployment, its pods, the Job, the Job's pods, ...). In the profile of the
-200-Deployment pre_deploy round, 38% of the operator's CPU is reconciles (29% inside the
+**200 at once otherwise: seconds, because everything queues on two shared cores.** With one
+Deployment the delays are tens of milliseconds. At 200, the operator makes 13 to 15 reconciles
+per Deployment and round (the `GET databasemigrations` row) where 2 matter (the new image, which
+creates the Job, and the Job's completion, which releases it; for post_deploy the rollout's
+end and the Job's). The rest come from the `deployment` event handler, which reconciles every
+resource that reads a Deployment on every write to it: each status write of the rollout, the
+release, the revision annotation; each reconcile makes 5 to 7 requests. In the profile of the
+pre_deploy round with async webhooks, 38% of the operator's CPU is reconciles (29% inside the
 kubernetes client: pydantic's `validate_call` wrapper, urllib3) and 62% kopf's event loop
-processing the events (`process_resource_event`; its progress storage deep-copies each body:
-15%) and accepting the webhook's TLS connections (9%: the emulator opens one per call, an API
-server keeps them open). The operator used about 10 s of CPU in a 10-12 s round: one core,
-saturated; a Job's completion or a rollout's end waits in kopf's queue behind the other
-Deployments' rollout events. The fixes, in `handlers.py` and `reconcile.py`:
+processing events (`process_resource_event`; its progress storage deep-copies each body: 15%)
+and accepting the webhook's TLS connections (9%: the emulator opens one per call, an API server
+keeps them open). The operator then uses about 10 s of CPU in a round of 4 to 7 s, and the
+emulator, which also plays the 200 rollouts, competes for the same two cores (before its walks
+of the whole store were replaced by indexes in bench/rollout_cluster.py, they took 60% of the
+bench process's samples and the p99s at 200 were about twice these): a Job's completion or a
+rollout's end waits behind everything else.
 
-1. reconcile the users of a Deployment only when something they decide on changed: its gate hash
-   (the referenced containers' images), `spec.paused` and the gate's annotations, and, for a
-   post_deploy resource waiting for a rollout, only when the rollout reads as complete or failed
-   (`rollout.rollout_state` on the event's body, no request): the rollout's intermediate status
-   writes then cost kopf's event processing only, and a round about 3 reconciles per Deployment
-   instead of 13 to 15;
-2. issue 4's per-reconcile fixes (use kopf's body instead of GETting it, no Job GET for a new
+"fewer-reconciles" (bench/filtered_events_operator.py) adds the proposed filters: a Deployment's
+event reaches its resources only when their decision can change (images, `spec.paused`, the
+gate's annotations, generation, or the rollout's phase), and a Job's only once it has finished.
+It cuts the requests per Deployment from about 80 to about 30 and the operator's CPU per round
+by half, but on this machine not the p99 of pre_deploy, and post_deploy's only a little:
+kopf still receives and processes every event, and the two cores stay shared by the operator,
+the emulator with its controllers and other work. What is left to do, in order:
+
+1. `async def` for the webhooks (above): without it pre_deploy does not work at this scale;
+2. the Deployment and Job event filters of "fewer-reconciles", in `handlers.py` (the resource's
+   message about a rollout's progress then follows at the resync timer's pace);
+3. issue 4's per-reconcile fixes (use kopf's body instead of GETting it, no Job GET for a new
    target, list a Job's pods only once it has finished): 3 to 4 requests per reconcile;
-3. give the Job event handler `when=` a finished Job, so the Job's `ADDED` costs no reconcile.
-
-1 and 3 remove about four fifths of the reconciles and 2 a third to a half of each one's
-requests; kopf's own processing of every Deployment event (most of the rest of the profile)
-stays, so whether 200 at once then gets under 1 s on this machine is open until measured (src/
-was not changed for this benchmark). With one Deployment the delays are 10 to 20 ms (median).
+4. measure again where the emulator does not share the operator's cores (a kind or real
+   cluster, or a machine of its own), to tell the operator's remaining delay from the machine's;
+   the figures at 200 here are an upper bound of the operator's own.
 """
 
 
