@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from stagecraft.operator.handlers import owning_resource, sources_of, waits_on_time_or_a_job
+from stagecraft.operator.handlers import (
+    finished_or_gone,
+    owning_resource,
+    sources_of,
+    waits_on_time_or_a_job,
+)
 
 
 def test_sources_are_the_deployment_and_the_config_map() -> None:
@@ -46,3 +51,14 @@ def test_timer_looks_at_a_resource_waiting_for_a_rollout() -> None:
     ready = {"type": "Ready", "status": "True", "reason": "Succeeded"}
     assert waits_on_time_or_a_job({"conditions": [waiting]})
     assert not waits_on_time_or_a_job({"conditions": [ready]})
+
+
+def test_a_job_is_followed_once_finished_or_deleted() -> None:
+    running = {"status": {"active": 1}}
+    complete = {"status": {"conditions": [{"type": "Complete", "status": "True"}]}}
+    assert not finished_or_gone(running, type="ADDED")
+    assert not finished_or_gone(running, type="MODIFIED")
+    assert not finished_or_gone(running, type=None)  # found when the operator starts
+    assert finished_or_gone(running, type="DELETED")
+    assert finished_or_gone(complete, type="MODIFIED")
+    assert finished_or_gone(complete, type=None)

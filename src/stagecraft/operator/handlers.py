@@ -2,8 +2,9 @@
 
 A DatabaseMigration is reconciled when it is created, changed or found at startup, and by a timer
 while a retry is scheduled or a Job is in flight; a Job the operator made is followed through its
-owner, so a finished Job's result reaches the owner's status at once. Registration takes the
-registry and the Reconciler as arguments: no module globals, and each test runs its own operator.
+owner once it has finished, so its result reaches the owner's status at once. Registration takes
+the registry and the Reconciler as arguments: no module globals, and each test runs its own
+operator.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from .conditions import RECONCILING, Reason
 from .manifests import MANAGED_BY, MANAGED_BY_LABEL
 from .models import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from .reconcile import Reconciler
+from .runs import job_finished
 from .webhooks import GATES_INDEX, index_gates
 
 
@@ -62,6 +64,13 @@ def waits_on_time_or_a_job(status: Mapping[str, Any], **_: Any) -> bool:
     )
 
 
+def finished_or_gone(body: Mapping[str, Any], type: str | None, **_: Any) -> bool:
+    """The Job events that change what its owner records: it finished (its result), or it was
+    deleted (an attempt in flight whose Job is gone is made again). Its own creation and start
+    have nothing to record; a run in flight is also looked at by the timer."""
+    return type == "DELETED" or job_finished(body)
+
+
 def register_handlers(
     registry: kopf.OperatorRegistry, reconciler: Reconciler, *, resync_seconds: float = 5.0
 ) -> None:
@@ -100,7 +109,13 @@ def register_handlers(
         when=waits_on_time_or_a_job,
     )(reconcile_resource)
     kopf.on.event(
-        "batch", "v1", "jobs", labels={MANAGED_BY_LABEL: MANAGED_BY}, registry=registry, id="job"
+        "batch",
+        "v1",
+        "jobs",
+        labels={MANAGED_BY_LABEL: MANAGED_BY},
+        registry=registry,
+        id="job",
+        when=finished_or_gone,
     )(follow_job)
     _follow_sources(registry, reconciler)
     _release_gate_on_deletion(registry, reconciler)
