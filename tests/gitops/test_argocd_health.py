@@ -53,7 +53,7 @@ HEALTH_BY_PHASE = {
     Phase.STALLED: "Degraded",
     Phase.WAITING: "Progressing",
 }
-HEALTH_BY_REASON = {Reason.WAITING_FOR_RUN_REQUEST.value: "Suspended"}
+HEALTH_BY_REASON = {Reason.WAITING_FOR_RUN_REQUEST.value: "Healthy"}
 REASON_PHASE = {
     "Succeeded": Phase.READY,
     "JobRunning": Phase.RECONCILING,
@@ -282,7 +282,7 @@ def test_a_missing_source_is_degraded(health_check: ArgoHealthCheck) -> None:
     assert health == Health("Degraded", "SourceNotFound: Deployment shop-api not found")
 
 
-def test_a_manual_resource_waiting_for_its_run_request_is_suspended(
+def test_a_manual_resource_waiting_for_its_run_request_is_healthy_so_a_sync_can_end(
     health_check: ArgoHealthCheck,
 ) -> None:
     decision = decide(_observed(_spec(strategy="manual")))
@@ -290,7 +290,8 @@ def test_a_manual_resource_waiting_for_its_run_request_is_suspended(
 
     health = health_check.assess(_written_by_operator(decision.verdict))
 
-    assert health.status == "Suspended"
+    # Suspended would keep a multi-wave Argo CD sync Running forever (argoproj/argo-cd#29663).
+    assert health.status == "Healthy"
     assert health.message == f"WaitingForRunRequest: {decision.verdict.message}"
 
 

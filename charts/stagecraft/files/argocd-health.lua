@@ -11,11 +11,12 @@
 --   2. Stalled=True     -> Degraded: a person has to act (the condition names the failure);
 --   3. Reconciling=True -> Progressing: a migration Job or a retry is in flight;
 --   4. Ready=True       -> Healthy: the database is at the target;
---   5. Ready=False with reason WaitingForRunRequest -> Suspended: a manual resource runs nothing
---      until someone asks (`stagecraft migrate run --cluster` or the run-request annotation).
---      Argo CD defines Suspended as waiting for an external event to resume, like a paused
---      Deployment. It is neither Progressing (nothing moves by itself) nor Degraded (nothing is
---      broken), and, like Progressing, it holds a sync wave until the run succeeds;
+--   5. Ready=False with reason WaitingForRunRequest -> Healthy: a manual resource runs nothing
+--      until someone asks (`stagecraft migrate run --cluster` or the run-request annotation), and
+--      "run on request" is the state it declares, so it has reached it. Not Suspended: in a sync
+--      with more than one wave or any hook, Argo CD resolves an applied resource only by Healthy
+--      or Degraded; Suspended, like Progressing, would keep the sync operation Running forever
+--      (argoproj/argo-cd#29663), and auto-sync then starts no new operation;
 --   6. anything else (Ready=False for another reason, such as waiting for a rollout, or Ready
 --      missing or Unknown) -> Progressing: the operator is not done, and the wait ends without
 --      anyone acting, or the operator will say Stalled.
@@ -94,7 +95,7 @@ if isTrue(ready) then
 end
 
 if ready ~= nil and ready.status == "False" and ready.reason == "WaitingForRunRequest" then
-  hs.status = "Suspended"
+  hs.status = "Healthy"
   hs.message = describe(ready, "waiting for a run request")
   return hs
 end
