@@ -13,6 +13,7 @@ Run from the repository root: `.venv/bin/python examples/cluster_demo.py`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import shutil
@@ -41,6 +42,7 @@ from stagecraft.operator.gate import PENDING_HASH_ANNOTATION  # noqa: E402
 SHOP = ROOT / "examples" / "shop"
 APP = "shop-api"
 RESOURCE = "shop"
+GROUP, PLURAL = "stagecraft.dev", "databasemigrations"
 IMAGES = {
     "1.4.0": {},
     "1.5.0": {
@@ -110,16 +112,6 @@ def manifest(name: str) -> dict[str, Any]:
     return loaded
 
 
-async def wait_for(what: str, check: Callable[[], bool], cluster: Cluster) -> None:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while not check():
-        if cluster.operator.errors:
-            raise DemoFailed(f"the operator stopped: {cluster.operator.errors[0]!r}")
-        if time.monotonic() > deadline:
-            raise DemoFailed(f"waited {WAIT_SECONDS:.0f} s and this never happened: {what}")
-        await asyncio.sleep(0.02)
-
-
 def deployment(cluster: Cluster) -> dict[str, Any]:
     stored = cluster.emulator.stored("apps", "deployments", NAMESPACE, APP)
     if stored is None:
@@ -127,39 +119,186 @@ def deployment(cluster: Cluster) -> dict[str, Any]:
     return stored
 
 
+def version_of(obj: dict[str, Any]) -> str:
+    """The version in the image of a pod, ReplicaSet or Deployment (its template's)."""
+    spec = obj["spec"].get("template", {}).get("spec") or obj["spec"]
+    image_name: str = spec["containers"][0]["image"]
+    return image_name.rsplit(":", 1)[1]
+
+
 def serving(cluster: Cluster) -> set[str]:
     """The versions of the application's pods that are up and not terminating."""
     return {
-        pod["spec"]["containers"][0]["image"].rsplit(":", 1)[1]
+        version_of(pod)
         for pod in cluster.deployments.pods(APP)
         if not pod["metadata"].get("deletionTimestamp")
     }
 
 
-def replica_set_versions(cluster: Cluster) -> list[str]:
-    return sorted(
-        rs["spec"]["template"]["spec"]["containers"][0]["image"].rsplit(":", 1)[1]
-        for rs in cluster.deployments.replica_sets(APP)
-    )
+def is_ready(pod: dict[str, Any]) -> bool:
+    conditions = pod.get("status", {}).get("conditions", [])
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
-def customer_columns(database: Path) -> list[str]:
-    with sqlite3.connect(database) as connection:
-        return [row[1] for row in connection.execute("PRAGMA table_info(customers)")]
+def pods_summary(cluster: Cluster) -> str:
+    """`2 x 1.4.0 ready, 1 x 1.5.0 starting`: the application's pods by version and state."""
+    counts: dict[tuple[str, str], int] = {}
+    for pod in cluster.deployments.pods(APP):
+        if pod["metadata"].get("deletionTimestamp"):
+            state = "terminating"
+        else:
+            state = "ready" if is_ready(pod) else "starting"
+        key = (version_of(pod), state)
+        counts[key] = counts.get(key, 0) + 1
+    return ", ".join(f"{n} x {version} {state}" for (version, state), n in sorted(counts.items()))
 
 
-def job_states(cluster: Cluster) -> list[tuple[str, str]]:
-    states = []
-    for job in cluster.jobs_of(RESOURCE):
-        conditions = {c["type"] for c in job.get("status", {}).get("conditions", [])}
-        finished = [kind for kind in ("Complete", "Failed") if kind in conditions]
-        states.append((job["metadata"]["name"], finished[0] if finished else "running"))
-    return states
+def read_schema(database: Path) -> str | None:
+    """`customers(id, email, name), orders(...); 3 migrations recorded`, read with sqlite3."""
+    if not database.exists():
+        return None
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+            tables = [
+                row[0]
+                for row in db.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' "
+                    "AND name NOT LIKE 'sqlite_%' AND name != 'stagecraft_migrations' ORDER BY name"
+                )
+            ]
+            described = []
+            for table in tables:
+                columns = [row[1] for row in db.execute(f'PRAGMA table_info("{table}")')]
+                described.append(f"{table}({', '.join(columns)})")
+            recorded = 0
+            if db.execute(
+                "SELECT 1 FROM sqlite_master WHERE name = 'stagecraft_migrations'"
+            ).fetchone():
+                (recorded,) = db.execute("SELECT count(*) FROM stagecraft_migrations").fetchone()
+    except sqlite3.OperationalError:  # locked by the runner this very moment: read it next time
+        return None
+    if not described:
+        return None
+    return f"{'; '.join(described)}; {recorded} migrations recorded"
+
+
+def job_state(job: dict[str, Any]) -> str:
+    status = job.get("status", {})
+    conditions = {c["type"]: c for c in status.get("conditions", [])}
+    for kind in ("Complete", "Failed"):
+        if kind in conditions:
+            return kind
+    return "running" if status.get("active") else "created"
+
+
+def job_states(cluster: Cluster) -> dict[str, str]:
+    return {job["metadata"]["name"]: job_state(job) for job in cluster.jobs_of(RESOURCE)}
 
 
 def condition(cluster: Cluster, kind: str) -> dict[str, Any]:
     status = cluster.database_migration(RESOURCE).get("status") or {}
     return condition_of(status, kind)
+
+
+class Narrator:
+    """One line per change seen in the emulated cluster's store or the database.
+
+    It looks after every write the API server stores (a write listener) and whenever the story
+    waits, so every state the story goes on from has been told first.
+    """
+
+    def __init__(self, cluster: Cluster, database: Path) -> None:
+        self.cluster = cluster
+        self.database = database
+        self.told: dict[str, Any] = {}
+
+    async def on_write(self, event: str, plural: str, obj: dict[str, Any]) -> None:
+        self.observe()
+
+    def _changed(self, key: str, value: Any) -> bool:
+        if self.told.get(key) == value:
+            return False
+        self.told[key] = value
+        return True
+
+    def observe(self) -> None:
+        self._deployment()
+        self._jobs()
+        self._schema()
+        self._pods()
+        self._resource()
+
+    def _deployment(self) -> None:
+        stored = self.cluster.emulator.stored("apps", "deployments", NAMESPACE, APP)
+        if stored is None:
+            return
+        pending = (stored["metadata"].get("annotations") or {}).get(PENDING_HASH_ANNOTATION)
+        paused = bool(stored["spec"].get("paused"))
+        version = version_of(stored)
+        if not self._changed("deployment", (version, paused, pending)):
+            return
+        if paused:
+            hold = f"pending hash {pending[:8]}" if pending else "no pending hash"
+            say(f"Deployment {APP} {version}: {YELLOW('paused')} by the gate ({hold})")
+        else:
+            say(f"Deployment {APP} {version}: {GREEN('unpaused')} by the operator, rolling out")
+
+    def _jobs(self) -> None:
+        for job in self.cluster.jobs_of(RESOURCE):
+            name, state = job["metadata"]["name"], job_state(job)
+            if not self._changed(f"job {name}", state):
+                continue
+            if state == "created":
+                pod = job["spec"]["template"]["spec"]
+                images = {c["image"] for c in pod.get("initContainers", []) + pod["containers"]}
+                shown = ", ".join(sorted(i.rsplit("/")[-1] for i in images))
+                say(f"Job {name} created: `stagecraft migrate run` (images {shown})")
+            elif state == "running":
+                say(f"Job {name}: its pod runs the runner on the SQLite database")
+            elif state == "Complete":
+                say(f"Job {name}: {GREEN('Complete')}")
+            else:
+                say(f"Job {name}: {RED('Failed')}")
+
+    def _schema(self) -> None:
+        schema = read_schema(self.database)
+        if schema is not None and self._changed("schema", schema):
+            say(f"schema: {schema}")
+
+    def _pods(self) -> None:
+        summary = pods_summary(self.cluster)
+        if (summary or "pods" in self.told) and self._changed("pods", summary):
+            say(f"pods: {summary or 'none'}")
+
+    def _resource(self) -> None:
+        stored = self.cluster.emulator.stored(GROUP, PLURAL, NAMESPACE, RESOURCE)
+        if stored is None:
+            return
+        status = stored.get("status")
+        if not status:
+            return
+        true = [c for c in status.get("conditions", []) if c.get("status") == "True"]
+        told = ", ".join(f"{c['type']}/{c.get('reason', '')}" for c in true) or "waiting"
+        if self._changed("resource", told):
+            say(f"DatabaseMigration {RESOURCE}: {told}")
+
+
+async def wait_for(what: str, check: Callable[[], bool], narrator: Narrator) -> None:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while True:
+        narrator.observe()
+        if check():
+            return
+        if narrator.cluster.operator.errors:
+            raise DemoFailed(f"the operator stopped: {narrator.cluster.operator.errors[0]!r}")
+        if time.monotonic() > deadline:
+            raise DemoFailed(f"waited {WAIT_SECONDS:.0f} s and this never happened: {what}")
+        await asyncio.sleep(0.02)
+
+
+async def watch_for(seconds: float, narrator: Narrator) -> None:
+    deadline = time.monotonic() + seconds
+    await wait_for("nothing", lambda: time.monotonic() >= deadline, narrator)
 
 
 async def write_deployment(cluster: Cluster, version: str, *, create: bool) -> dict[str, Any]:
@@ -180,82 +319,93 @@ async def write_deployment(cluster: Cluster, version: str, *, create: bool) -> d
     return stored
 
 
-async def ship(cluster: Cluster, version: str, database: Path, *, create: bool = False) -> bool:
+async def ship(narrator: Narrator, version: str, *, create: bool = False) -> bool:
     """Write the Deployment with `version` and follow the gate; True if it was released."""
-    cluster.jobs.released.clear()  # hold the Job a moment, so that the wait can be seen
-    before = {name for name, _ in job_states(cluster)}
+    cluster = narrator.cluster
+    cluster.jobs.released.clear()  # hold the Job's pod a moment, so that the wait can be seen
+    before = set(job_states(cluster))
+    say(f"kubectl apply: Deployment {APP} with image {image(version)}")
     stored = await write_deployment(cluster, version, create=create)
     pending = (stored["metadata"].get("annotations") or {}).get(PENDING_HASH_ANNOTATION)
     if not stored["spec"].get("paused") or not pending:
         raise DemoFailed(f"the webhook did not pause {APP} {version}")
-    say(f"{YELLOW('paused')} by the webhook in the same write (pending gate hash {pending[:8]})")
-    await wait_for("the migration Job", lambda: len(job_states(cluster)) > len(before), cluster)
-    (job,) = {name for name, _ in job_states(cluster)} - before
-    say(f"migration Job {job} created, with the {version} image's migrations")
-    await asyncio.sleep(HOLD_SECONDS)
-    running = ", ".join(sorted(serving(cluster))) or "nothing yet"
+    say("  the API server's answer is already paused by the webhook in the same write")
+    await wait_for("the migration Job", lambda: bool(set(job_states(cluster)) - before), narrator)
+    (job,) = set(job_states(cluster)) - before
+    await watch_for(HOLD_SECONDS, narrator)
+    if version in serving(cluster):
+        raise DemoFailed(f"pods of {version} started before its migrations ran")
     say(
-        f"while it runs: ReplicaSets {replica_set_versions(cluster) or 'none'}, "
-        f"serving {running}: no pod of {version} has started"
+        f"  (the demo held the Job's pod {HOLD_SECONDS:.0f} s: meanwhile "
+        f"{', '.join(sorted(serving(cluster))) or 'nothing'} serves and no pod of {version} "
+        "has started)"
     )
     cluster.jobs.released.set()
+    await wait_for("the Job to finish", lambda: job_states(cluster)[job] != "created", narrator)
     await wait_for(
-        "the Job to finish", lambda: dict(job_states(cluster))[job] != "running", cluster
+        "the Job to finish", lambda: job_states(cluster)[job] in ("Complete", "Failed"), narrator
     )
-    if dict(job_states(cluster))[job] == "Failed":
+    if job_states(cluster)[job] == "Failed":
         stalled_now = lambda: condition(cluster, "Stalled").get("status") == "True"  # noqa: E731
-        await wait_for("the resource to stall", stalled_now, cluster)
-        stalled = condition(cluster, "Stalled")
-        say(f"{RED('the migration failed')}: Stalled/{stalled['reason']}")
-        for line in stalled["message"].splitlines():
+        await wait_for("the resource to stall", stalled_now, narrator)
+        message = condition(cluster, "Stalled")["message"]
+        for line in message.replace(str(narrator.database.parent), "<temp dir>").splitlines():
             emit(f"         {line}")
         return False
-    say(
-        f"{GREEN('the migration succeeded')}: customers has {', '.join(customer_columns(database))}"
-    )
-    await wait_for("the release", lambda: not deployment(cluster)["spec"].get("paused"), cluster)
-    say(f"{GREEN('released')}: the operator unpaused {APP} (guarded by the pending hash)")
-    await wait_for(f"{version} serving", lambda: serving(cluster) == {version}, cluster)
-    say(f"rolled out: every pod now runs {version}")
+    await wait_for("the release", lambda: not deployment(cluster)["spec"].get("paused"), narrator)
+    done = lambda: pods_summary(cluster) == f"2 x {version} ready"  # noqa: E731
+    await wait_for(f"{version} serving", done, narrator)
+    say(f"{GREEN('rolled out')}: every pod now runs {version}")
     return True
 
 
 async def story(workdir: Path) -> None:
     database = workdir / "shop.db"
-    heading("Starting an emulated cluster, the Stagecraft operator and its webhooks")
+    heading("Starting an emulated Kubernetes API, the Stagecraft operator and its webhooks")
     async with running_cluster(workdir / "cluster") as cluster:
+        narrator = Narrator(cluster, database)
+        cluster.emulator.write_listeners.append(narrator.on_write)
         cluster.jobs.images.update(make_images(workdir))
+        say(f"images played by folders: {', '.join(image(v) for v in IMAGES)}")
         secret = manifest("secret.yaml")
+        say(f"kubectl apply: Secret {secret['metadata']['name']}, url sqlite:///<temp dir>/shop.db")
         await cluster.create_secret(secret["metadata"]["name"], {"url": f"sqlite:///{database}"})
         resource = manifest("databasemigration.yaml")
+        say(f"kubectl apply: DatabaseMigration {RESOURCE} (raw engine, pre_deploy)")
         await cluster.apply_database_migration(RESOURCE, resource["spec"])
-        say(f"DatabaseMigration {RESOURCE} (raw engine, pre_deploy) and its Secret applied")
         await wait_for(
             "the resource to wait for its Deployment",
             lambda: bool(cluster.database_migration(RESOURCE).get("status")),
-            cluster,
+            narrator,
         )
+        say(f"  (SourceNotFound: there is no Deployment {APP} yet; the resource waits for it)")
 
-        heading(f"1. Installing {APP} 1.4.0: its first version waits for its schema")
-        await ship(cluster, "1.4.0", database, create=True)
+        heading(f"1. Installing {APP} 1.4.0: even its first version waits for its schema")
+        if not await ship(narrator, "1.4.0", create=True):
+            raise DemoFailed("the first version's migrations failed")
 
         heading(f"2. Shipping {APP} 1.5.0, whose migration adds customers.loyalty_points")
-        await ship(cluster, "1.5.0", database)
+        if not await ship(narrator, "1.5.0"):
+            raise DemoFailed("the loyalty_points migration failed")
 
         heading(f"3. Shipping {APP} 1.6.0, whose migration has a typo")
-        if await ship(cluster, "1.6.0", database):
+        if await ship(narrator, "1.6.0"):
             raise DemoFailed("the broken migration was released")
+        await watch_for(HOLD_SECONDS / 2, narrator)  # time for a wrong move to show
         if serving(cluster) != {"1.5.0"} or not deployment(cluster)["spec"].get("paused"):
             raise DemoFailed("the old version is not the one serving")
-        pods = len(cluster.deployments.pods(APP))
-        say(f"{APP} stays paused at 1.6.0; 1.5.0 keeps serving on {pods} pods")
-        say("fix the migration and ship again, or `stagecraft migrate retry shop -n shop`")
+        say(f"{APP} stays paused at 1.6.0 and 1.5.0 keeps serving: {pods_summary(cluster)}")
+        say("next: fix the migration and ship again, or `stagecraft migrate retry shop -n shop`")
+        final_schema = read_schema(database)
+        cluster.emulator.write_listeners.remove(narrator.on_write)
 
     heading("Done")
     emit(
         "The gate paused each new version in the very write that shipped it, ran its\n"
-        "migrations in a Job, and released it only after they succeeded; a failed migration\n"
-        "left the previous version serving and said why. Nothing is left running."
+        "migrations in a Job, and released it only after they succeeded; the failed migration\n"
+        "left 1.5.0 serving and said why, with nothing of it applied.\n"
+        f"Final schema: {final_schema}\n"
+        "The operator, the controllers and the temporary files are gone; nothing is left running."
     )
 
 
@@ -267,6 +417,9 @@ def main() -> int:
     except DemoFailed as error:
         emit(f"\n{RED('demo failed')}: {error}", sys.stderr)
         return 1
+    except Exception as error:  # a bug or an environment problem: say it, then show where
+        emit(f"\n{RED('demo failed')}: unexpected {type(error).__name__}: {error}", sys.stderr)
+        raise
     except KeyboardInterrupt:
         emit("\ninterrupted; cleaned up", sys.stderr)
         return 130

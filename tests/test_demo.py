@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -32,43 +33,90 @@ def test_the_demo_tells_the_whole_story_and_exits_cleanly() -> None:
     assert "4 applied, 0 pending, 0 problem(s)" in out
 
 
-def test_the_cluster_demo_narrates_the_gate_and_leaves_nothing_behind(tmp_path: Path) -> None:
-    """`make demo`: the gate on an emulated cluster with the real operator and runner."""
-    demo = subprocess.Popen(
+def start_cluster_demo(tmp_path: Path) -> subprocess.Popen[str]:
+    """`make demo`'s command, in a process group of its own to look for leftovers after."""
+    return subprocess.Popen(
         [sys.executable, str(ROOT / "examples" / "cluster_demo.py")],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "TMPDIR": str(tmp_path)},
-        start_new_session=True,  # its own process group, to look for leftovers after
+        start_new_session=True,
     )
+
+
+def assert_nothing_left(demo: subprocess.Popen[str], tmp_path: Path) -> None:
+    assert list(tmp_path.iterdir()) == []  # its database, images and cluster folders are gone
+    with pytest.raises(ProcessLookupError):  # no process of its group is left running
+        os.killpg(demo.pid, 0)
+
+
+def test_the_cluster_demo_narrates_the_gate_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    """`make demo`: the gate on an emulated cluster with the real operator and runner."""
+    demo = start_cluster_demo(tmp_path)
     stdout, stderr = demo.communicate(timeout=300)
 
     assert demo.returncode == 0, stdout + stderr
     milestones = [
+        "kubectl apply: DatabaseMigration shop (raw engine, pre_deploy)",
         "1. Installing shop-api 1.4.0",
-        "paused by the webhook in the same write",
-        "no pod of 1.4.0 has started",
-        "the migration succeeded: customers has id, email, name",
-        "released: the operator unpaused shop-api",
-        "every pod now runs 1.4.0",
+        "Deployment shop-api 1.4.0: paused by the gate (pending hash",
+        "answer is already paused by the webhook in the same write",
+        "created: `stagecraft migrate run` (images shop-api:1.4.0, stagecraft:test)",
+        "DatabaseMigration shop: Reconciling/JobRunning",
+        "meanwhile nothing serves and no pod of 1.4.0 has started",
+        "its pod runs the runner on the SQLite database",
+        "schema: customers(id, email, name); orders(",
+        ": Complete",
+        "DatabaseMigration shop: Ready/Succeeded",
+        "Deployment shop-api 1.4.0: unpaused by the operator",
+        "pods: 1 x 1.4.0 starting",
+        "rolled out: every pod now runs 1.4.0",
         "2. Shipping shop-api 1.5.0",
-        "paused by the webhook in the same write",
-        "serving 1.4.0: no pod of 1.5.0 has started",
-        "customers has id, email, name, loyalty_points",
-        "every pod now runs 1.5.0",
+        "Deployment shop-api 1.5.0: paused by the gate",
+        "meanwhile 1.4.0 serves and no pod of 1.5.0 has started",
+        "schema: customers(id, email, name, loyalty_points); orders(",
+        "4 migrations recorded",
+        "DatabaseMigration shop: Ready/Succeeded",
+        "Deployment shop-api 1.5.0: unpaused by the operator",
+        "pods: 2 x 1.4.0 ready, 1 x 1.5.0 starting",
+        "1.4.0 terminating",
+        "pods: 2 x 1.5.0 ready",
+        "rolled out: every pod now runs 1.5.0",
         "3. Shipping shop-api 1.6.0",
-        "no pod of 1.6.0 has started",
-        "the migration failed: Stalled/MigrationFailed",
-        'no such column: "emial"',
-        "1.5.0 keeps serving",
+        "Deployment shop-api 1.6.0: paused by the gate",
+        "meanwhile 1.5.0 serves and no pod of 1.6.0 has started",
+        ": Failed",
+        "DatabaseMigration shop: Stalled/MigrationFailed",
+        '20260105090000_rename_email.sql:2:1: no such column: "emial"',
+        "shop-api stays paused at 1.6.0 and 1.5.0 keeps serving: 2 x 1.5.0 ready",
+        "Done",
+        "Final schema: customers(id, email, name, loyalty_points); orders(",
+        "4 migrations recorded",
     ]
     position = 0
     for milestone in milestones:
         found = stdout.find(milestone, position)
         assert found >= 0, f"{milestone!r} missing or out of order in:\n{stdout}"
         position = found + len(milestone)
-    assert "released" not in stdout[stdout.index("3. Shipping") : stdout.index("Done")]
-    assert list(tmp_path.iterdir()) == []  # its database and cluster folders are gone
-    with pytest.raises(ProcessLookupError):  # no process of its group is left running
-        os.killpg(demo.pid, 0)
+    broken = stdout[stdout.index("3. Shipping") : stdout.index("Done")]
+    assert "unpaused" not in broken  # the broken version is never released,
+    assert "1.6.0 starting" not in broken  # none of its pods starts,
+    assert "schema:" not in broken  # and the schema does not change
+    assert "\033[" not in stdout  # colours only on a terminal
+    assert_nothing_left(demo, tmp_path)
+
+
+def test_the_cluster_demo_cleans_up_on_ctrl_c(tmp_path: Path) -> None:
+    """Interrupted while a migration Job is in flight, it stops everything and says so."""
+    demo = start_cluster_demo(tmp_path)
+    assert demo.stdout is not None
+    for line in demo.stdout:  # wait until the story is in the middle of a rollout
+        if "meanwhile 1.4.0 serves" in line:
+            break
+    demo.send_signal(signal.SIGINT)
+    _, stderr = demo.communicate(timeout=120)
+
+    assert demo.returncode == 130, stderr
+    assert "interrupted; cleaned up" in stderr
+    assert_nothing_left(demo, tmp_path)
