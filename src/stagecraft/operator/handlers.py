@@ -106,6 +106,9 @@ def register_handlers(
         registry=registry,
         id="resync",
         interval=resync_seconds,
+        # Not at once when it starts to apply: the reconcile that wrote the status that made it
+        # apply (a Job just created, a retry just scheduled) has just looked.
+        initial_delay=resync_seconds,
         when=waits_on_time_or_a_job,
     )(reconcile_resource)
     kopf.on.event(
