@@ -53,7 +53,10 @@ HEALTH_BY_PHASE = {
     Phase.STALLED: "Degraded",
     Phase.WAITING: "Progressing",
 }
-HEALTH_BY_REASON = {Reason.WAITING_FOR_RUN_REQUEST.value: "Healthy"}
+HEALTH_BY_REASON = {
+    Reason.WAITING_FOR_RUN_REQUEST.value: "Healthy",
+    Reason.WAITING_FOR_DEPLOYMENT.value: "Healthy",
+}
 REASON_PHASE = {
     "Succeeded": Phase.READY,
     "JobRunning": Phase.RECONCILING,
@@ -68,6 +71,7 @@ REASON_PHASE = {
     "GateBypassed": Phase.STALLED,  # pre_deploy: pods of a template ran before its migration
     "RolloutFailed": Phase.STALLED,  # post_deploy: ProgressDeadlineExceeded
     "WaitingForRunRequest": Phase.WAITING,
+    "WaitingForDeployment": Phase.WAITING,  # spec.deployment, the files' source, not created yet
 }
 
 ABSENT = "absent"
@@ -274,12 +278,27 @@ def test_an_invalid_spec_is_degraded(health_check: ArgoHealthCheck) -> None:
     assert "flyway" in health.message
 
 
-def test_a_missing_source_is_degraded(health_check: ArgoHealthCheck) -> None:
-    decision = decide(
-        _observed(_spec(), source=None, source_problem="Deployment shop-api not found")
-    )
+def test_a_missing_config_map_is_degraded(health_check: ArgoHealthCheck) -> None:
+    spec = _spec()
+    spec["configMap"] = {"name": "shop-migrations"}
+    problem = "ConfigMap shop/shop-migrations not found"
+    decision = decide(_observed(spec, source=None, source_problem=problem))
     health = health_check.assess(_written_by_operator(decision.verdict))
-    assert health == Health("Degraded", "SourceNotFound: Deployment shop-api not found")
+    assert health == Health("Degraded", f"SourceNotFound: {problem}")
+
+
+def test_a_resource_waiting_for_its_deployment_is_healthy_so_the_wave_can_proceed(
+    health_check: ArgoHealthCheck,
+) -> None:
+    # In an earlier sync wave than its Deployment: Argo CD must move on to the next wave to
+    # create the Deployment, which the webhook then pauses (argoproj/argo-cd#29663).
+    problem = "Deployment shop/shop-api not found"
+    decision = decide(_observed(_spec(), source=None, source_problem=problem))
+    assert decision.verdict.reason is Reason.WAITING_FOR_DEPLOYMENT
+
+    health = health_check.assess(_written_by_operator(decision.verdict))
+
+    assert health == Health("Healthy", f"WaitingForDeployment: {decision.verdict.message}")
 
 
 def test_a_manual_resource_waiting_for_its_run_request_is_healthy_so_a_sync_can_end(

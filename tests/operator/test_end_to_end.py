@@ -338,15 +338,18 @@ async def test_new_application_image_runs_its_new_migrations(
     assert status["pending"] == 0
 
 
-async def test_missing_deployment_stalls_until_it_appears(
+async def test_missing_deployment_is_waited_for_until_it_appears(
     cluster: Cluster, postgres_url: str, tmp_path: Path
 ) -> None:
     cluster.jobs.images[APP_IMAGE] = _image_with_migrations(tmp_path / "image", GOOD_MIGRATIONS)
     await cluster.create_secret("shop-db", {"url": postgres_url})
     await cluster.apply_database_migration("shop-db", _spec())
-    stalled = await cluster.wait_for_status("shop-db", is_true("Stalled"))
-    assert condition_of(stalled, "Stalled")["reason"] == "SourceNotFound"
-    assert "Deployment shop/shop-api not found" in condition_of(stalled, "Stalled")["message"]
+    waiting = await cluster.wait_for_status(
+        "shop-db", lambda status: condition_of(status, "Ready").get("reason") is not None
+    )
+    assert condition_of(waiting, "Ready")["reason"] == "WaitingForDeployment"
+    assert condition_of(waiting, "Stalled")["status"] == "False"
+    assert cluster.jobs_of("shop-db") == []
 
     await cluster.create_deployment("shop-api", {"api": APP_IMAGE})
     status = await cluster.wait_for_status("shop-db", is_true("Ready"))

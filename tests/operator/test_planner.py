@@ -9,7 +9,7 @@ from typing import Any
 from stagecraft.operator.conditions import Phase, Reason
 from stagecraft.operator.manifests import MigrationSource, job_name, target_hash
 from stagecraft.operator.models import RunFailure, RunRecord
-from stagecraft.operator.planner import Action, Observed, RetryPolicy, decide
+from stagecraft.operator.planner import Action, DeploymentObservation, Observed, RetryPolicy, decide
 from stagecraft.operator.runs import JobObservation
 from stagecraft.operator.validation import validate_spec
 
@@ -61,11 +61,40 @@ def test_invalid_spec_stalls_with_the_validation_message() -> None:
     assert "unknown migration engine 'flyway'" in decision.verdict.message
 
 
-def test_unresolved_source_stalls_with_the_reason() -> None:
-    decision = decide(_observed(source=None, source_problem="Deployment shop-api not found"))
+def test_a_missing_config_map_stalls_with_the_reason() -> None:
+    spec = _raw_spec()
+    spec["configMap"] = {"name": "shop-migrations"}
+    problem = "ConfigMap shop/shop-migrations not found"
+    observed = _observed(validation=validate_spec(spec), source=None, source_problem=problem)
+    decision = decide(observed)
     assert decision.action is Action.STALL
     assert decision.verdict.reason is Reason.SOURCE_NOT_FOUND
-    assert decision.verdict.message == "Deployment shop-api not found"
+    assert decision.verdict.message == problem
+
+
+def test_a_deployment_without_the_named_container_stalls() -> None:
+    problem = "Deployment shop/shop-api has no container 'api'"
+    deployment = DeploymentObservation({"metadata": {"name": "shop-api"}, "spec": {}})
+    decision = decide(_observed(source=None, source_problem=problem, deployment=deployment))
+    assert decision.action is Action.STALL
+    assert decision.verdict.reason is Reason.SOURCE_NOT_FOUND
+
+
+def test_a_missing_deployment_is_waited_for_and_its_creation_will_be_gated() -> None:
+    decision = decide(_observed(source=None, source_problem="Deployment shop/shop-api not found"))
+    assert decision.action is Action.WAIT
+    assert decision.verdict.phase is Phase.WAITING
+    assert decision.verdict.reason is Reason.WAITING_FOR_DEPLOYMENT
+    assert "Deployment shop-api" in decision.verdict.message
+    assert "pauses it in the write that creates it" in decision.verdict.message
+    assert decision.gate is None
+
+
+def test_a_post_deploy_resource_waits_for_its_deployment_to_roll_out_first() -> None:
+    spec = validate_spec(_raw_spec(strategy="post_deploy"))
+    decision = decide(_observed(validation=spec, source=None, source_problem="not found"))
+    assert decision.verdict.reason is Reason.WAITING_FOR_DEPLOYMENT
+    assert "once its first rollout is complete" in decision.verdict.message
 
 
 def test_new_target_creates_its_job() -> None:

@@ -185,14 +185,22 @@ async def test_a_new_image_is_paused_in_the_same_write_and_released_after_its_mi
     )
 
 
-async def test_a_first_time_creation_is_gated(
+async def test_a_first_install_waits_for_its_deployment_and_gates_its_creation(
     cluster: Cluster, postgres_url: str, tmp_path: Path
 ) -> None:
+    # A GitOps tool applies the DatabaseMigration in an earlier sync wave than its Deployment.
     _image(cluster, tmp_path, V41, ORDERS)
     await cluster.create_secret("shop-db", {"url": postgres_url})
     cluster.jobs.released.clear()
     await cluster.apply_database_migration("shop-db", _spec())
-    await cluster.wait_for_status("shop-db", lambda status: status.get("observedGeneration") == 1)
+    waiting = await cluster.wait_for_status(
+        "shop-db", lambda status: status.get("observedGeneration") == 1
+    )
+    for condition_type in ("Ready", "Reconciling", "Stalled"):
+        condition = condition_of(waiting, condition_type)
+        assert (condition["status"], condition["reason"]) == ("False", "WaitingForDeployment")
+    assert "Deployment shop-api" in condition_of(waiting, "Ready")["message"]
+    assert cluster.jobs_of("shop-db") == []
 
     apps = cluster.api._apps
     body: Any = _deployment_manifest(V41)

@@ -17,7 +17,12 @@
 --      with more than one wave or any hook, Argo CD resolves an applied resource only by Healthy
 --      or Degraded; Suspended, like Progressing, would keep the sync operation Running forever
 --      (argoproj/argo-cd#29663), and auto-sync then starts no new operation;
---   6. anything else (Ready=False for another reason, such as waiting for a rollout, or Ready
+--   6. Ready=False with reason WaitingForDeployment -> Healthy: the resource takes its files from
+--      a Deployment that does not exist yet, because it sits in an earlier sync wave so that even
+--      the Deployment's creation is gated. The wave must end for the Deployment to be created
+--      (the gate webhook then pauses it until the migration succeeded), so, for the same reason
+--      as 5, anything but Healthy would hang the sync;
+--   7. anything else (Ready=False for another reason, such as waiting for a rollout, or Ready
 --      missing or Unknown) -> Progressing: the operator is not done, and the wait ends without
 --      anyone acting, or the operator will say Stalled.
 
@@ -97,6 +102,12 @@ end
 if ready ~= nil and ready.status == "False" and ready.reason == "WaitingForRunRequest" then
   hs.status = "Healthy"
   hs.message = describe(ready, "waiting for a run request")
+  return hs
+end
+
+if ready ~= nil and ready.status == "False" and ready.reason == "WaitingForDeployment" then
+  hs.status = "Healthy"
+  hs.message = describe(ready, "waiting for its Deployment to be created")
   return hs
 end
 

@@ -28,7 +28,7 @@ class Reason(StrEnum):
     WAITING_FOR_ROLLOUT = "WaitingForRollout"  # post_deploy: the new version is not fully out yet
     # Stalled=True: a person has to act
     INVALID_SPEC = "InvalidSpec"  # the spec fails the checks of stagecraft.yml or the registry
-    SOURCE_NOT_FOUND = "SourceNotFound"  # the Deployment or ConfigMap holding the files is missing
+    SOURCE_NOT_FOUND = "SourceNotFound"  # no such ConfigMap, or no such container
     MIGRATION_FAILED = "MigrationFailed"  # a migration's SQL failed; status names file and message
     RUN_REFUSED = "RunRefused"  # the plan has problems (dirty, edited, missing, out of order)
     DATABASE_UNAVAILABLE = "DatabaseUnavailable"  # the Job gave up reaching the database
@@ -37,6 +37,9 @@ class Reason(StrEnum):
     ROLLOUT_FAILED = "RolloutFailed"  # post_deploy: the rollout hit ProgressDeadlineExceeded
     # Neither in flight nor stalled: nothing happens until something outside changes
     WAITING_FOR_RUN_REQUEST = "WaitingForRunRequest"  # manual strategy, no request yet
+    # spec.deployment, the source of the files, does not exist yet (a first install in an earlier
+    # GitOps sync wave than its Deployment); pre_deploy gates its creation
+    WAITING_FOR_DEPLOYMENT = "WaitingForDeployment"
 
 
 class EventReason(StrEnum):

@@ -2,7 +2,8 @@
 
 The steps run in order and the first that has something to say decides:
   1. the spec passes validation                 (else Stalled/InvalidSpec)
-  2. the migration files' source resolves       (else Stalled/SourceNotFound)
+  2. the migration files' source resolves       (else Stalled/SourceNotFound, or wait when the
+                                                 Deployment holding them is not created yet)
   3. the target's last attempt has finished     (a request or a due automatic retry starts the
                                                  next attempt; otherwise keep its result: a
                                                  recorded target never runs again by itself)
@@ -272,12 +273,44 @@ def _for_target(observed: Observed, spec: DatabaseMigrationSpec, target: str) ->
     return _start(observed, spec, target, 1)
 
 
+def _waiting_for_deployment(spec: DatabaseMigrationSpec, observed: Observed) -> Verdict | None:
+    """The files come from spec.deployment and it does not exist yet: a wait, not a failure.
+
+    GitOps tools create it later (an earlier sync wave holds the DatabaseMigration, so that a
+    first install is gated too), and its creation reconciles this resource again. A missing
+    ConfigMap, or a Deployment without the named container, stays Stalled (SourceNotFound).
+    """
+    reference = spec.deployment
+    if reference is None or spec.image is not None or spec.config_map is not None:
+        return None
+    if observed.deployment is not None:
+        return None  # it exists: the problem is its containers
+    name = reference.name
+    if strategy_is_pre_deploy(spec):
+        then = (
+            "the gate webhook pauses it in the write that creates it, its migration runs, "
+            "and the operator releases it once the migration succeeded"
+        )
+    elif spec.migrations.strategy is Strategy.POST_DEPLOY:
+        then = "the migration runs once its first rollout is complete"
+    else:
+        then = "its image's migrations then wait for a run request"
+    return Verdict(
+        Phase.WAITING,
+        Reason.WAITING_FOR_DEPLOYMENT,
+        f"waiting for Deployment {name} to be created (its image holds the migrations): {then}",
+    )
+
+
 def _decide(observed: Observed) -> Decision:
     spec = observed.validation.spec
     if spec is None:
         message = observed.validation.message
         return Decision(Action.STALL, Verdict(Phase.STALLED, Reason.INVALID_SPEC, message))
     if observed.source is None:
+        waiting = _waiting_for_deployment(spec, observed)
+        if waiting is not None:
+            return Decision(Action.WAIT, waiting)
         verdict = Verdict(Phase.STALLED, Reason.SOURCE_NOT_FOUND, observed.source_problem)
         return Decision(Action.STALL, verdict)
     target = target_hash(spec, observed.source)
