@@ -135,6 +135,10 @@ def serving(cluster: Cluster) -> set[str]:
     }
 
 
+def replica_set_versions(cluster: Cluster) -> set[str]:
+    return {version_of(replica_set) for replica_set in cluster.deployments.replica_sets(APP)}
+
+
 def is_ready(pod: dict[str, Any]) -> bool:
     conditions = pod.get("status", {}).get("conditions", [])
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
@@ -195,6 +199,27 @@ def job_states(cluster: Cluster) -> dict[str, str]:
     return {job["metadata"]["name"]: job_state(job) for job in cluster.jobs_of(RESOURCE)}
 
 
+def deciding(conditions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The conditions that carry the operator's verdict: the True one, else those with a reason
+    (a resource that waits has none True)."""
+    true = [c for c in conditions if c.get("status") == "True"]
+    return true or [c for c in conditions if c.get("reason")]
+
+
+def verdict(conditions: list[dict[str, Any]]) -> str:
+    shown = [f"{c['type']}/{c.get('reason', '')}" for c in conditions if c.get("status") == "True"]
+    if not shown:
+        reasons = sorted({c["reason"] for c in deciding(conditions)})
+        shown = [f"waiting ({', '.join(reasons)})"] if reasons else ["no verdict yet"]
+    return ", ".join(shown)
+
+
+def conditions(cluster: Cluster) -> list[dict[str, Any]]:
+    status = cluster.database_migration(RESOURCE).get("status") or {}
+    found: list[dict[str, Any]] = status.get("conditions", [])
+    return found
+
+
 def condition(cluster: Cluster, kind: str) -> dict[str, Any]:
     status = cluster.database_migration(RESOURCE).get("status") or {}
     return condition_of(status, kind)
@@ -225,8 +250,15 @@ class Narrator:
         self._deployment()
         self._jobs()
         self._schema()
+        self._replica_sets()
         self._pods()
         self._resource()
+
+    def _replica_sets(self) -> None:
+        for replica_set in self.cluster.deployments.replica_sets(APP):
+            name = replica_set["metadata"]["name"]
+            if self._changed(f"replicaset {name}", True):
+                say(f"ReplicaSet {name} created for {version_of(replica_set)}")
 
     def _deployment(self) -> None:
         stored = self.cluster.emulator.stored("apps", "deployments", NAMESPACE, APP)
@@ -277,8 +309,7 @@ class Narrator:
         status = stored.get("status")
         if not status:
             return
-        true = [c for c in status.get("conditions", []) if c.get("status") == "True"]
-        told = ", ".join(f"{c['type']}/{c.get('reason', '')}" for c in true) or "waiting"
+        told = verdict(status.get("conditions", []))
         if self._changed("resource", told):
             say(f"DatabaseMigration {RESOURCE}: {told}")
 
@@ -333,12 +364,12 @@ async def ship(narrator: Narrator, version: str, *, create: bool = False) -> boo
     await wait_for("the migration Job", lambda: bool(set(job_states(cluster)) - before), narrator)
     (job,) = set(job_states(cluster)) - before
     await watch_for(HOLD_SECONDS, narrator)
-    if version in serving(cluster):
-        raise DemoFailed(f"pods of {version} started before its migrations ran")
+    if version in serving(cluster) or version in replica_set_versions(cluster):
+        raise DemoFailed(f"{version} started rolling out before its migrations ran")
     say(
         f"  (the demo held the Job's pod {HOLD_SECONDS:.0f} s: meanwhile "
         f"{', '.join(sorted(serving(cluster))) or 'nothing'} serves and no pod of {version} "
-        "has started)"
+        "has started, nor any ReplicaSet)"
     )
     cluster.jobs.released.set()
     await wait_for("the Job to finish", lambda: job_states(cluster)[job] != "created", narrator)
@@ -366,7 +397,7 @@ async def story(workdir: Path) -> None:
         narrator = Narrator(cluster, database)
         cluster.emulator.write_listeners.append(narrator.on_write)
         cluster.jobs.images.update(make_images(workdir))
-        say(f"images played by folders: {', '.join(image(v) for v in IMAGES)}")
+        say(f"images {APP}:{', '.join(IMAGES)}, played by folders holding their migrations")
         secret = manifest("secret.yaml")
         say(f"kubectl apply: Secret {secret['metadata']['name']}, url sqlite:///<temp dir>/shop.db")
         await cluster.create_secret(secret["metadata"]["name"], {"url": f"sqlite:///{database}"})
@@ -374,11 +405,12 @@ async def story(workdir: Path) -> None:
         say(f"kubectl apply: DatabaseMigration {RESOURCE} (raw engine, pre_deploy)")
         await cluster.apply_database_migration(RESOURCE, resource["spec"])
         await wait_for(
-            "the resource to wait for its Deployment",
-            lambda: bool(cluster.database_migration(RESOURCE).get("status")),
+            "the operator's verdict on the resource",
+            lambda: bool(deciding(conditions(cluster))),
             narrator,
         )
-        say(f"  (SourceNotFound: there is no Deployment {APP} yet; the resource waits for it)")
+        say(f"  (there is no Deployment {APP} yet; the operator says:)")
+        emit(f"         {deciding(conditions(cluster))[0].get('message', '')}")
 
         heading(f"1. Installing {APP} 1.4.0: even its first version waits for its schema")
         if not await ship(narrator, "1.4.0", create=True):
