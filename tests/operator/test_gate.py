@@ -190,6 +190,47 @@ def test_the_operators_own_release_passes() -> None:
     assert admission_patch("UPDATE", released, old, ["api"], "operator") == {}
 
 
+def _held_for_its_migration(annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    old = _deployment()
+    old["spec"]["paused"] = True
+    old["metadata"]["annotations"] = {PENDING_HASH_ANNOTATION: _hash(old), **(annotations or {})}
+    return old
+
+
+def test_a_replace_dropping_the_pending_hash_and_the_pause_stays_paused_with_it() -> None:
+    old = _held_for_its_migration()
+    replaced = _deployment()  # kubectl replace / Argo CD Replace=true: the object as in Git
+    stored = merge_patch(replaced, admission_patch("UPDATE", replaced, old, ["api"], "argocd"))
+    assert stored["spec"]["paused"] is True
+    assert stored["metadata"]["annotations"] == {
+        PENDING_HASH_ANNOTATION: _hash(old),
+        RESUME_REFUSED_ANNOTATION: "argocd",
+    }
+
+
+def test_a_replace_dropping_only_the_pending_hash_restores_it() -> None:
+    old = _held_for_its_migration()
+    replaced = _deployment()
+    replaced["spec"]["paused"] = True
+    stored = merge_patch(replaced, admission_patch("UPDATE", replaced, old, ["api"], "bob"))
+    assert stored["spec"]["paused"] is True
+    assert stored["metadata"]["annotations"] == {PENDING_HASH_ANNOTATION: _hash(old)}
+
+
+def test_a_replace_of_an_approved_template_passes_untouched() -> None:
+    old = _held_for_its_migration({APPROVED_HASH_ANNOTATION: _hash(_deployment())})
+    replaced = _deployment()
+    assert admission_patch("UPDATE", replaced, old, ["api"], "argocd") == {}
+
+
+def test_a_replace_with_a_new_image_is_paused_for_the_new_hash() -> None:
+    old = _held_for_its_migration()
+    replaced = _with_image(_deployment(), "api", "shop-api:42")
+    stored = merge_patch(replaced, admission_patch("UPDATE", replaced, old, ["api"], "argocd"))
+    assert stored["spec"]["paused"] is True
+    assert stored["metadata"]["annotations"][PENDING_HASH_ANNOTATION] == _hash(replaced)
+
+
 def test_creation_with_the_approved_hash_passes() -> None:
     new = _deployment()
     new["metadata"]["annotations"] = {APPROVED_HASH_ANNOTATION: _hash(new)}

@@ -17,7 +17,7 @@ from stagecraft.operator.gate import (
     RESUME_REFUSED_ANNOTATION,
     deployment_gate_hash,
 )
-from stagecraft.operator.webhooks import GATE_HANDLER_ID
+from stagecraft.operator.webhooks import GATE_HANDLER_ID, index_gates
 from tests.operator.emulator import json_patch
 from tests.operator.harness import Cluster
 
@@ -182,6 +182,31 @@ async def test_a_manual_resume_while_pending_is_paused_again_and_recorded(
     assert stored["spec"]["paused"] is True
     assert stored["metadata"]["annotations"][RESUME_REFUSED_ANNOTATION] == "alice"
     assert stored["metadata"]["annotations"][PENDING_HASH_ANNOTATION] == _hash(old)
+
+
+async def test_a_replace_that_drops_the_pending_hash_and_the_pause_is_paused_again(
+    cluster: Cluster,
+) -> None:
+    await _gated_by(cluster)
+    old = _deployment(image="shop-api:42")
+    old["spec"]["paused"] = True
+    old["metadata"]["annotations"] = {PENDING_HASH_ANNOTATION: _hash(old)}
+    replaced = _deployment(image="shop-api:42")  # kubectl replace: no annotation, no paused
+
+    stored = await _admitted(cluster, _review(replaced, old))
+
+    assert stored["spec"]["paused"] is True
+    assert stored["metadata"]["annotations"] == {
+        PENDING_HASH_ANNOTATION: _hash(old),
+        RESUME_REFUSED_ANNOTATION: "alice",
+    }
+
+
+def test_a_resource_being_deleted_gates_nothing_so_its_release_of_the_deployment_passes() -> None:
+    spec: Any = {"migrations": {"strategy": "pre_deploy"}, "deployment": {"name": "shop-api"}}
+    assert index_gates("shop", "shop-db", spec, meta={}) == {("shop", "shop-api"): ("shop-db", ())}
+    deleting = {"deletionTimestamp": "2026-11-28T17:00:00Z"}
+    assert index_gates("shop", "shop-db", spec, meta=deleting) == {}
 
 
 async def test_dry_run_gets_the_same_answer_and_changes_nothing(cluster: Cluster) -> None:

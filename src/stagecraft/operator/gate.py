@@ -80,6 +80,8 @@ def admission_patch(
     - updated back to the approved hash while another waits: nothing is left to migrate, so the
       pending hash goes and the Deployment resumes;
     - resumed by someone while its hash is pending: paused again, and who did it recorded;
+    - written whole without the pending hash the stored object has (`kubectl replace`, Argo CD's
+      Replace=true), same template: paused again with that hash restored, as a resume;
     - anything else (a restart, a scale, labels...) passes untouched.
     """
     gate = deployment_gate_hash(new, containers)
@@ -95,10 +97,39 @@ def admission_patch(
             resumed: dict[str, Any] = {PENDING_HASH_ANNOTATION: None}
             return {"spec": {"paused": False}, "metadata": {"annotations": resumed}}
         return {}
+    return _held_template_patch(new, old, gate, user)
+
+
+def _held_template_patch(
+    new: Mapping[str, Any], old: Mapping[str, Any], gate: str, user: str
+) -> dict[str, Any]:
+    """The same template written again: a resume while its hash is pending is paused again,
+    and a pending hash the write left out is restored."""
+    annotations: dict[str, Any] = {}
+    dropped = _dropped_pending(new, old, gate)
+    if dropped is not None:
+        annotations[PENDING_HASH_ANNOTATION] = dropped
+    pending = dropped or annotations_of(new).get(PENDING_HASH_ANNOTATION)
     if pending == gate and is_paused(old) and not is_paused(new):
-        refused = {RESUME_REFUSED_ANNOTATION: user or "unknown"}
-        return {"spec": {"paused": True}, "metadata": {"annotations": refused}}
-    return {}
+        annotations[RESUME_REFUSED_ANNOTATION] = user or "unknown"
+    elif dropped is None:
+        return {}
+    return {"spec": {"paused": True}, "metadata": {"annotations": annotations}}
+
+
+def _dropped_pending(new: Mapping[str, Any], old: Mapping[str, Any], gate: str) -> str | None:
+    """The pending hash of the stored object that a write of the same template leaves out, when
+    that template is not approved (None otherwise). Only the operator's release removes a
+    pending hash legitimately, and it records the hash as approved in the same write; a
+    DatabaseMigration being deleted no longer gates anything (`webhooks.index_gates`)."""
+    dropped = annotations_of(old).get(PENDING_HASH_ANNOTATION)
+    if dropped is None or PENDING_HASH_ANNOTATION in annotations_of(new):
+        return None
+    approved = {
+        annotations_of(new).get(APPROVED_HASH_ANNOTATION),
+        annotations_of(old).get(APPROVED_HASH_ANNOTATION),
+    }
+    return None if gate in approved else dropped
 
 
 @dataclass(frozen=True)

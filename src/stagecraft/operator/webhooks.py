@@ -40,9 +40,14 @@ Gate = tuple[str, tuple[str, ...]]  # the DatabaseMigration's name, the containe
 
 
 def index_gates(
-    namespace: str | None, name: str | None, spec: kopf.Spec, **_: Any
+    namespace: str | None, name: str | None, spec: kopf.Spec, **kwargs: Any
 ) -> dict[GateKey, Gate]:
-    """The Deployments that pre_deploy resources gate, as the webhook must find them."""
+    """The Deployments that pre_deploy resources gate, as the webhook must find them.
+
+    A resource being deleted gates nothing: its finalizer releases the Deployment, and nothing
+    would release a Deployment paused after that."""
+    if (kwargs.get("meta") or {}).get("deletionTimestamp"):
+        return {}
     migrations = spec.get("migrations") or {}
     deployment = spec.get("deployment") or {}
     strategy = (
