@@ -16,16 +16,22 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import shutil
+import signal
 import sqlite3
 import sys
 import tempfile
+import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
+# Ctrl-C while the operator's libraries load (nothing runs yet): exit quietly, as later on.
+signal.signal(signal.SIGINT, lambda *_: sys.exit(130))
+
+import yaml  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the emulated cluster lives with the operator's tests
@@ -67,7 +73,7 @@ class DemoFailed(Exception):
 
 
 def _style(code: str) -> Callable[[str], str]:
-    if not sys.stdout.isatty():
+    if not sys.stdout.isatty() or os.environ.get("NO_COLOR"):
         return lambda text: text
     return lambda text: f"\033[{code}m{text}\033[0m"
 
@@ -83,6 +89,20 @@ def emit(text: str, stream: Any = None) -> None:
 
 def say(text: str) -> None:
     emit(f"{DIM(f'{time.monotonic() - STARTED:5.1f}s')}  {text}")
+
+
+def quote(text: str) -> None:
+    """The operator's own words, indented under the line that led to them."""
+    for paragraph in text.splitlines():
+        wrapped = textwrap.fill(
+            paragraph,
+            100,
+            initial_indent=" " * 9,
+            subsequent_indent=" " * 11,
+            break_long_words=False,
+            break_on_hyphens=False,
+        )
+        emit(wrapped)
 
 
 def heading(text: str) -> None:
@@ -380,8 +400,7 @@ async def ship(narrator: Narrator, version: str, *, create: bool = False) -> boo
         stalled_now = lambda: condition(cluster, "Stalled").get("status") == "True"  # noqa: E731
         await wait_for("the resource to stall", stalled_now, narrator)
         message = condition(cluster, "Stalled")["message"]
-        for line in message.replace(str(narrator.database.parent), "<temp dir>").splitlines():
-            emit(f"         {line}")
+        quote(message.replace(str(narrator.database.parent), "<tmp>"))
         return False
     await wait_for("the release", lambda: not deployment(cluster)["spec"].get("paused"), narrator)
     done = lambda: pods_summary(cluster) == f"2 x {version} ready"  # noqa: E731
@@ -399,7 +418,7 @@ async def story(workdir: Path) -> None:
         cluster.jobs.images.update(make_images(workdir))
         say(f"images {APP}:{', '.join(IMAGES)}, played by folders holding their migrations")
         secret = manifest("secret.yaml")
-        say(f"kubectl apply: Secret {secret['metadata']['name']}, url sqlite:///<temp dir>/shop.db")
+        say(f"kubectl apply: Secret {secret['metadata']['name']}, url sqlite:///<tmp>/shop.db")
         await cluster.create_secret(secret["metadata"]["name"], {"url": f"sqlite:///{database}"})
         resource = manifest("databasemigration.yaml")
         say(f"kubectl apply: DatabaseMigration {RESOURCE} (raw engine, pre_deploy)")
@@ -410,7 +429,7 @@ async def story(workdir: Path) -> None:
             narrator,
         )
         say(f"  (there is no Deployment {APP} yet; the operator says:)")
-        emit(f"         {deciding(conditions(cluster))[0].get('message', '')}")
+        quote(deciding(conditions(cluster))[0].get("message", ""))
 
         heading(f"1. Installing {APP} 1.4.0: even its first version waits for its schema")
         if not await ship(narrator, "1.4.0", create=True):
@@ -443,6 +462,7 @@ async def story(workdir: Path) -> None:
 
 def main() -> int:
     logging.getLogger("kopf").setLevel(logging.ERROR)  # the narration says what matters
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # KeyboardInterrupt from here on
     workdir = Path(tempfile.mkdtemp(prefix="stagecraft-demo-"))
     try:
         asyncio.run(story(workdir))
