@@ -17,9 +17,20 @@ from stagecraft.operator.gate import (
     RESUME_REFUSED_ANNOTATION,
     deployment_gate_hash,
 )
+from stagecraft.operator.manifests import RunnerSettings
+from stagecraft.operator.reconcile import ReconcilerSettings
+from stagecraft.operator.scoping import NamespaceScope, ScopedReconciler, parse_selector
 from stagecraft.operator.webhooks import GATE_HANDLER_ID, index_gates
 from tests.operator.emulator import json_patch
-from tests.operator.harness import Cluster
+from tests.operator.harness import (
+    RUNNER_IMAGE,
+    TEST_RETRY_POLICY,
+    WATCHED,
+    Cluster,
+    OperatorThread,
+    _wait_until_serving,
+    _wait_until_watching,
+)
 
 DEPLOYMENT_RESOURCE = {"group": "apps", "version": "v1", "resource": "deployments"}
 
@@ -229,3 +240,32 @@ async def test_dry_run_gets_the_same_answer_and_changes_nothing(cluster: Cluster
         for group, plural in (("apps", "deployments"), ("", "events"))
     }
     assert after == before
+
+
+async def _scoped_operator(cluster: Cluster, scope: NamespaceScope) -> None:
+    """The running operator replaced by one serving only the namespaces `scope` admits, as
+    STAGECRAFT_NAMESPACE_SELECTOR makes it (the scope is fed here instead of by the Namespace
+    watch, which tests/operator/test_scoping.py covers)."""
+    await cluster.stop_operator()
+    cluster.emulator.served_watches.clear()
+    settings = ReconcilerSettings(RunnerSettings(image=RUNNER_IMAGE), retry=TEST_RETRY_POLICY)
+    reconciler = ScopedReconciler(scope, cluster.api, settings, metrics=cluster.metrics)
+    cluster.operator = OperatorThread(cluster.operator.server, reconciler)
+    cluster.operator.start()
+    await _wait_until_watching(cluster.emulator, WATCHED)
+    await _wait_until_serving(cluster.operator.webhook_port)
+
+
+async def test_deployments_in_namespaces_out_of_the_selectors_scope_are_not_paused(
+    cluster: Cluster,
+) -> None:
+    scope = NamespaceScope(parse_selector("team=shop"))
+    scope.observe("shop", {"team": "shop"})
+    await _scoped_operator(cluster, scope)
+    await _gated_by(cluster)
+    new = _deployment()
+    assert (await _admitted(cluster, _review(new)))["spec"]["paused"] is True
+
+    scope.observe("shop", {"team": "billing"})  # relabelled: this operator no longer serves it
+
+    assert await _admitted(cluster, _review(new)) == new  # nothing here would ever release it

@@ -39,7 +39,13 @@ from .metrics import OperatorMetrics, serve_metrics
 from .models import GROUP, PLURAL, VERSION
 from .planner import RetryPolicy
 from .reconcile import Reconciler, ReconcilerSettings
-from .scoping import LabelSelector, NamespaceScope, ScopedReconciler, SelectorError, parse_selector
+from .scoping import (
+    LabelSelector,
+    NamespaceScope,
+    ScopedReconciler,
+    SelectorError,
+    parse_selector,
+)
 from .webhooks import register_webhooks
 
 TIMER_STOP_POLLING = 1.0  # seconds between kopf's checks that a deleted resource's timer stopped
@@ -128,11 +134,17 @@ def build_registry(
     reconciler: Reconciler, *, resync_seconds: float, webhooks: bool = True
 ) -> kopf.OperatorRegistry:
     """Every handler and webhook of the operator, on a registry of its own. kopf refuses to run
-    admission handlers without a webhook server, so `webhooks=False` leaves them out."""
+    admission handlers without a webhook server, so `webhooks=False` leaves them out.
+
+    The gate webhook pauses Deployments only in namespaces the operator serves, since nothing
+    would release one elsewhere: a ScopedReconciler's selector is checked in the webhook, and
+    with STAGECRAFT_NAMESPACES kopf indexes only the DatabaseMigrations of the listed
+    namespaces, so a Deployment elsewhere has no gate to find."""
     registry = kopf.OperatorRegistry()
     register_handlers(registry, reconciler, resync_seconds=resync_seconds)
     if webhooks:
-        register_webhooks(registry)
+        scope = reconciler.scope if isinstance(reconciler, ScopedReconciler) else None
+        register_webhooks(registry, scope.admits if scope is not None else None)
     return registry
 
 

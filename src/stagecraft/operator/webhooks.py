@@ -11,7 +11,7 @@ effects.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import kopf
@@ -99,7 +99,25 @@ def gate_deployment(
     patch.update(changes)
 
 
-def register_webhooks(registry: kopf.OperatorRegistry) -> None:
+def serving_only(
+    serves: Callable[[str], bool] | None,
+) -> Callable[..., None]:
+    """The gate for the namespaces this operator serves (`serves`; None: all). A Deployment
+    elsewhere passes untouched: this operator would never release it if it paused it."""
+
+    def gate_served_deployment(body: kopf.Body, **kwargs: Any) -> None:
+        namespace = (body.get("metadata") or {}).get("namespace") or kwargs.get("namespace")
+        if serves is not None and not (namespace and serves(str(namespace))):
+            return
+        gate_deployment(body=body, **kwargs)
+
+    return gate_served_deployment
+
+
+def register_webhooks(
+    registry: kopf.OperatorRegistry, serves: Callable[[str], bool] | None = None
+) -> None:
+    """`serves`: whether this operator serves a namespace (None: every namespace)."""
     kopf.on.validate(
         GROUP,
         VERSION,
@@ -117,4 +135,4 @@ def register_webhooks(registry: kopf.OperatorRegistry) -> None:
         id=GATE_HANDLER_ID,
         operations=["CREATE", "UPDATE"],
         side_effects=False,
-    )(gate_deployment)
+    )(serving_only(serves))
