@@ -23,6 +23,7 @@ import sqlite3
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -409,7 +410,7 @@ async def ship(narrator: Narrator, version: str, *, create: bool = False) -> boo
     return True
 
 
-async def story(workdir: Path) -> None:
+async def story(workdir: Path) -> str | None:
     database = workdir / "shop.db"
     heading("Starting an emulated Kubernetes API, the Stagecraft operator and its webhooks")
     async with running_cluster(workdir / "cluster") as cluster:
@@ -450,14 +451,37 @@ async def story(workdir: Path) -> None:
         final_schema = read_schema(database)
         cluster.emulator.write_listeners.remove(narrator.on_write)
 
+    return final_schema
+
+
+def summary(final_schema: str | None) -> None:
     heading("Done")
     emit(
         "The gate paused each new version in the very write that shipped it, ran its\n"
         "migrations in a Job, and released it only after they succeeded; the failed migration\n"
         "left 1.5.0 serving and said why, with nothing of it applied.\n"
         f"Final schema: {final_schema}\n"
-        "The operator, the controllers and the temporary files are gone; nothing is left running."
+        "The operator thread, the controllers, the runner processes and the temporary files\n"
+        "are gone: nothing is left running."
     )
+
+
+def leftovers(workdir: Path) -> list[str]:
+    """What of the demo would still be there: checked, not assumed, before saying it is gone."""
+    found = [thread.name for thread in threading.enumerate() if thread.name == "kopf-operator"]
+    found += [f"{workdir}"] if workdir.exists() else []
+    tasks = Path("/proc/self/task")  # Linux: child processes (the runners) still alive
+    if tasks.exists():
+        children = {pid for task in tasks.iterdir() for pid in children_of(task)}
+        found += [f"process {pid}" for pid in sorted(children)]
+    return found
+
+
+def children_of(task: Path) -> list[str]:
+    try:
+        return (task / "children").read_text().split()
+    except OSError:  # the thread ended meanwhile, or the kernel does not list children
+        return []
 
 
 def main() -> int:
@@ -465,7 +489,7 @@ def main() -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)  # KeyboardInterrupt from here on
     workdir = Path(tempfile.mkdtemp(prefix="stagecraft-demo-"))
     try:
-        asyncio.run(story(workdir))
+        final_schema = asyncio.run(story(workdir))
     except DemoFailed as error:
         emit(f"\n{RED('demo failed')}: {error}", sys.stderr)
         return 1
@@ -477,6 +501,13 @@ def main() -> int:
         return 130
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    left = leftovers(workdir)
+    if left:
+        emit(
+            f"\n{RED('demo failed')}: still there after cleaning up: {', '.join(left)}", sys.stderr
+        )
+        return 1
+    summary(final_schema)
     return 0
 
 
