@@ -4,8 +4,19 @@ It starts what the operator tests use (tests/operator): an emulated Kubernetes A
 real kopf operator with its admission webhooks, and stand-in Job and Deployment controllers
 (the Job's containers run as local processes: the real `stagecraft migrate run`, on an embedded
 SQLite database). Then it installs the example shop (examples/shop), ships a new image whose
-migration adds a column, and a third image whose migration fails, and narrates what the gate
-does, read from the emulated cluster and the database as it happens.
+migration adds a column, and a third image whose migration fails. A narrator tells, one line
+per change, what it reads after every write the API server stores and while the story waits:
+the Deployment's pause and pending hash, ReplicaSets, pods per version and state, the Job, the
+DatabaseMigration's verdict and the SQLite schema. The story goes on only from states the
+cluster reached, and stops with exit code 1 and a message when one never comes.
+
+The images are folders (tmp/images/<version>/app/migrations) that the Job controller maps onto
+/app/migrations. The Job's pod is held back a second so the paused rollout can be seen: the demo
+says so where it happens.
+
+It lives in examples/, not in the package: it imports the emulator and the stand-in controllers
+from tests/operator (kmock, a dev dependency that `make demo` installs), the same code the
+end-to-end tests run.
 
 Run from the repository root: `.venv/bin/python examples/cluster_demo.py`.
 """
@@ -404,7 +415,8 @@ async def ship(narrator: Narrator, version: str, *, create: bool = False) -> boo
         quote(message.replace(str(narrator.database.parent), "<tmp>"))
         return False
     await wait_for("the release", lambda: not deployment(cluster)["spec"].get("paused"), narrator)
-    done = lambda: pods_summary(cluster) == f"2 x {version} ready"  # noqa: E731
+    replicas = manifest("deployment.yaml")["spec"]["replicas"]
+    done = lambda: pods_summary(cluster) == f"{replicas} x {version} ready"  # noqa: E731
     await wait_for(f"{version} serving", done, narrator)
     say(f"{GREEN('rolled out')}: every pod now runs {version}")
     return True
