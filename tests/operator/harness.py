@@ -242,6 +242,17 @@ class Cluster:
         events.sort(key=lambda event: int(event["metadata"]["resourceVersion"]))
         return [(event["reason"], event["type"]) for event in events]
 
+    async def wait_for_event_reasons(self, name: str, count: int) -> list[tuple[str, str]]:
+        """`event_reasons` once there are at least `count`: the operator posts its Events after
+        the status they go with, so a status a test waited for can come before its Event."""
+        deadline = time.monotonic() + WAIT_TIMEOUT
+        while len(reasons := self.event_reasons(name)) < count:
+            assert not self.operator.errors, self.operator.errors
+            if time.monotonic() > deadline:
+                raise AssertionError(f"fewer than {count} Events about {name}: {reasons}")
+            await asyncio.sleep(POLL_INTERVAL)
+        return reasons
+
     def jobs_of(self, name: str) -> list[dict[str, Any]]:
         return [
             job

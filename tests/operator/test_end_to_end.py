@@ -83,7 +83,7 @@ async def test_created_resource_is_migrated_by_its_job_and_becomes_ready(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
         ).fetchall()
     assert {"customers", "orders"} <= {row[0] for row in tables}
-    assert cluster.event_reasons("shop-db") == [
+    assert await cluster.wait_for_event_reasons("shop-db", 2) == [
         ("RunStarted", "Normal"),
         ("RunSucceeded", "Normal"),
     ]
@@ -177,7 +177,7 @@ async def test_operator_stopped_before_recording_its_job_adopts_it_instead_of_st
     assert len(cluster.jobs.runner_runs()) == 1
     assert status["lastRun"]["job"] == manifest["metadata"]["name"]
     assert [entry["id"] for entry in status["lastRun"]["applied"]] == list(GOOD_MIGRATIONS)
-    assert cluster.event_reasons("shop-db") == [("RunSucceeded", "Normal")]
+    assert await cluster.wait_for_event_reasons("shop-db", 1) == [("RunSucceeded", "Normal")]
 
 
 async def test_job_deleted_after_its_result_was_recorded_is_not_run_again(
@@ -214,6 +214,7 @@ async def test_no_credential_reaches_a_job_spec_status_termination_message_or_lo
         status = await cluster.wait_for_status("shop-db", is_true("Stalled"))
 
     assert "missing_table" in json.dumps(status)
+    await cluster.wait_for_event_reasons("shop-db", 2)  # RunStarted, RunFailed
     seen = {
         "jobs": json.dumps(cluster.jobs_of("shop-db")),
         "status": json.dumps(cluster.database_migration("shop-db")),
@@ -245,7 +246,7 @@ async def test_fixed_migration_is_applied_after_a_retry_request(
     assert status["lastRun"]["attempt"] == 2
     assert status["handledRetry"] == "after-fix"
     assert len(cluster.jobs_of("shop-db")) == 2
-    assert [reason for reason, _ in cluster.event_reasons("shop-db")] == [
+    assert [reason for reason, _ in await cluster.wait_for_event_reasons("shop-db", 4)] == [
         "RunStarted",
         "RunFailed",
         "RunStarted",

@@ -141,7 +141,7 @@ async def test_post_deploy_waits_for_the_first_rollout_then_runs_once(
     await cluster.patch_spec("shop-db", {"job": {"backoffLimit": 3}})
     await cluster.wait_for_status("shop-db", lambda status: status.get("observedGeneration") == 2)
     assert len(cluster.jobs.runner_runs()) == 1
-    assert [reason for reason, _ in cluster.event_reasons("shop-db")] == [
+    assert [reason for reason, _ in await cluster.wait_for_event_reasons("shop-db", 2)] == [
         "RunStarted",
         "RunSucceeded",
     ]
