@@ -475,9 +475,9 @@ MEASURED = {
 }
 
 
-# Written from the run of 2026-11-28 (the tables above when the bench wrote them), py-spy on the
+# Written from the run of 2026-11-28 17:00 UTC (the tables above when it wrote them), py-spy on the
 # operator (`--profile DIR`: the thread holding the GIL) and on the bench's own process, and
-# py-spy dumps of the operator while it was stuck; the tree was at d2f9256.
+# py-spy dumps of the operator while it was stuck; the tables' tree was cc70776 + this bench.
 ANALYSIS = """### Where the time goes (issue 5)
 
 **pre_deploy, 200 at once, as shipped: the releases deadlock against the operator's own gate
@@ -500,39 +500,42 @@ they never wait for a thread; "async-webhooks" is exactly that change: every Dep
 released, no write refused. A test with more gated Deployments than kopf has threads, their
 Jobs completing together, would have caught it (the end-to-end tests have one).
 
-**200 at once otherwise: seconds, because everything queues on two shared cores.** With one
-Deployment the delays are tens of milliseconds. At 200, the operator makes 13 to 15 reconciles
-per Deployment and round (the `GET databasemigrations` row) where 2 matter (the new image, which
-creates the Job, and the Job's completion, which releases it; for post_deploy the rollout's
-end and the Job's). The rest come from the `deployment` event handler, which reconciles every
-resource that reads a Deployment on every write to it: each status write of the rollout, the
-release, the revision annotation; each reconcile makes 5 to 7 requests. In the profile of the
-pre_deploy round with async webhooks, 38% of the operator's CPU is reconciles (29% inside the
-kubernetes client: pydantic's `validate_call` wrapper, urllib3) and 62% kopf's event loop
-processing events (`process_resource_event`; its progress storage deep-copies each body: 15%)
-and accepting the webhook's TLS connections (9%: the emulator opens one per call, an API server
-keeps them open). The operator then uses about 10 s of CPU in a round of 4 to 7 s, and the
-emulator, which also plays the 200 rollouts, competes for the same two cores (before its walks
-of the whole store were replaced by indexes in bench/rollout_cluster.py, they took 60% of the
-bench process's samples and the p99s at 200 were about twice these): a Job's completion or a
-rollout's end waits behind everything else.
+**200 at once otherwise: seconds, queueing on two shared cores.** With one Deployment the
+delays are tens of milliseconds. At 200 the operator makes 13 to 15 reconciles per Deployment
+and round (the `GET databasemigrations` row) where 2 matter (the new image, which creates the
+Job, and the Job's completion, which releases it; for post_deploy the rollout's end and the
+Job's). The rest come from the `deployment` event handler, which reconciles every resource that
+reads a Deployment on every write to it: each status write of the rollout, the release, the
+revision annotation; each one reads the resource, the Deployment and its pods. In a profile of
+the pre_deploy round with async webhooks (tree at d2f9256, before issue 4's fixes), 38% of the
+operator's CPU was reconciles (29% inside the kubernetes client: pydantic's `validate_call`
+wrapper, urllib3) and 62% kopf's event loop processing events (`process_resource_event`; its
+progress storage deep-copies each body: 15%) and accepting the webhook's TLS connections (9%:
+the emulator opens one per call, an API server keeps them open). The operator uses 7 to 8 s of
+CPU per round at 200, the emulator (which also plays the 200 rollouts) competes for the same two
+cores, and so did other work during this run (load average up to 5): a Job's completion or a
+rollout's end waits behind everything else. The figures at 200 move with the machine's load: a
+run 10 minutes earlier (load average about 2, partly before issue 4's commits 479787b and
+cc70776) gave p99s of 2.0 s (pre_deploy) and 1.7 s (post_deploy) with async webhooks, 2.8 s and
+1.8 s with fewer reconciles, 1.6 s for post_deploy as shipped. Before the emulator answered
+lists and garbage collection from indexes (bench/rollout_cluster.py), its walks of the whole
+store took 60% of the bench process's samples and the p99s at 200 were about twice as high.
 
 "fewer-reconciles" (bench/filtered_events_operator.py) adds the proposed filters: a Deployment's
 event reaches its resources only when their decision can change (images, `spec.paused`, the
 gate's annotations, generation, or the rollout's phase), and a Job's only once it has finished.
-It cuts the requests per Deployment from about 80 to about 30 and the operator's CPU per round
-by half, but on this machine not the p99 of pre_deploy, and post_deploy's only a little:
-kopf still receives and processes every event, and the two cores stay shared by the operator,
-the emulator with its controllers and other work. What is left to do, in order:
+It cuts the requests per Deployment from 50-58 to 23-25 and the operator's CPU per round by a
+fifth to a quarter, but not the p99 at 200 on this machine: kopf still receives and processes
+every event, and the two cores stay shared by the operator, the emulator with its controllers
+and other work. What is left to do, in order:
 
 1. `async def` for the webhooks (above): without it pre_deploy does not work at this scale;
-2. the Deployment and Job event filters of "fewer-reconciles", in `handlers.py` (the resource's
+2. the Deployment and Job event filters of "fewer-reconciles" in `handlers.py` (the resource's
    message about a rollout's progress then follows at the resync timer's pace);
-3. issue 4's per-reconcile fixes (use kopf's body instead of GETting it, no Job GET for a new
-   target, list a Job's pods only once it has finished): 3 to 4 requests per reconcile;
-4. measure again where the emulator does not share the operator's cores (a kind or real
-   cluster, or a machine of its own), to tell the operator's remaining delay from the machine's;
-   the figures at 200 here are an upper bound of the operator's own.
+3. measure again where the emulator and other work do not share the operator's cores (kind or a
+   real cluster, or a machine of its own), to tell the operator's own delay at 200 from the
+   machine's: the figures at 200 here are an upper bound of it, and whether 1 and 2 bring the
+   p99 under 1 s is open until then.
 """
 
 
@@ -657,7 +660,8 @@ def report(runs: list[ScenarioRun], options: argparse.Namespace, command: str) -
 `{command}`: the operator as the chart runs it (`python -m stagecraft.operator`, its gate
 webhook over TLS; "stagecraft" in the tables), and the same with its two admission handlers
 made coroutines (bench/async_webhook_operator.py, "async-webhooks": the fix proposed below),
-each a process of its own against the tests' API-server emulator in the bench's process, which
+and with the event filters proposed below as well (bench/filtered_events_operator.py,
+"fewer-reconciles"), each a process of its own against the tests' API-server emulator in the bench's process, which
 calls the gate on every Deployment create and update as the API server does (timeout 10 s,
 failurePolicy Fail, as the chart installs it). The
 tests' Deployment controller (tests/operator/deployments.py) rolls out {options.replicas}
