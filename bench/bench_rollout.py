@@ -661,10 +661,10 @@ def report(runs: list[ScenarioRun], options: argparse.Namespace, command: str) -
 webhook over TLS; "stagecraft" in the tables), and the same with its two admission handlers
 made coroutines (bench/async_webhook_operator.py, "async-webhooks": the fix proposed below),
 and with the event filters proposed below as well (bench/filtered_events_operator.py,
-"fewer-reconciles"), each a process of its own against the tests' API-server emulator in the bench's process, which
-calls the gate on every Deployment create and update as the API server does (timeout 10 s,
-failurePolicy Fail, as the chart installs it). The
-tests' Deployment controller (tests/operator/deployments.py) rolls out {options.replicas}
+"fewer-reconciles"), each a process of its own against the tests' API-server emulator in the
+bench's process, which calls the gate on every Deployment create and update as the API server
+does (timeout 10 s, failurePolicy Fail, as the chart installs it). The tests' Deployment
+controller (tests/operator/deployments.py) rolls out {options.replicas}
 replicas per Deployment, one surge pod at a time; a bench-side Job controller marks each
 migration Job Complete {options.job_seconds:g} s after its creation, with a successful run
 document in its pod's termination message (no migration runs: that is the runner's time).
