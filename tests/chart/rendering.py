@@ -40,6 +40,15 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
         "watchNamespaces": SERVED_NAMESPACES,
         "namespaceSelector": "team in (shop,billing)",
     },
+    "namespace-label-selector": {
+        "namespaceLabelSelector": {
+            "matchLabels": {"team": "shop"},
+            "matchExpressions": [
+                {"key": "env", "operator": "In", "values": ["prod", "staging"]},
+                {"key": "legacy", "operator": "DoesNotExist"},
+            ],
+        }
+    },
     "service-monitor": {
         "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}}
     },

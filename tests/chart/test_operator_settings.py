@@ -48,7 +48,8 @@ def test_the_operator_accepts_the_environment_of(combination: str) -> None:
 
     assert options.runner_image == values.get("runnerImage", container["image"])
     assert list(options.namespaces) == values.get("watchNamespaces", [])
-    assert (options.namespace_selector is not None) == bool(values.get("namespaceSelector"))
+    selected = bool(values.get("namespaceSelector") or values.get("namespaceLabelSelector"))
+    assert (options.namespace_selector is not None) == selected
     assert (options.peering_name is not None) == (values.get("replicaCount", 1) > 1)
     assert options.liveness_endpoint == f"http://0.0.0.0:{ports['health']}/healthz"
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
@@ -71,3 +72,14 @@ def test_the_runner_image_defaults_to_the_operators_own() -> None:
     pinned = render(COMBINATIONS["digest-and-runner-image"])
     image = pinned.one("Deployment")["spec"]["template"]["spec"]["containers"][0]["image"]
     assert image == "ghcr.io/stagecraft/stagecraft@sha256:" + "0" * 64
+
+
+def test_a_structured_namespace_selector_reaches_the_operator_as_the_same_selector() -> None:
+    rendered = render(COMBINATIONS["namespace-label-selector"])
+    options = main.options_from_environment(rendered.environment())
+    selector = options.namespace_selector
+    assert selector is not None
+    assert selector.text == "team=shop,env in (prod,staging),!legacy"
+    assert selector.matches({"team": "shop", "env": "prod"})
+    assert not selector.matches({"team": "shop", "env": "dev"})
+    assert not selector.matches({"team": "shop", "env": "prod", "legacy": "1"})

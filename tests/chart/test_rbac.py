@@ -151,7 +151,8 @@ def _expected(values: dict[str, Any]) -> set[tuple[str, str, str, str]]:
     several = values.get("replicaCount", 1) > 1
     peering = ("kopfpeerings" if namespaces else "clusterkopfpeerings") if several else None
     needs = _kopf_permissions(
-        peering=peering, namespace_selector=values.get("namespaceSelector", "")
+        peering=peering,
+        namespace_selector=render(values).environment().get("STAGECRAFT_NAMESPACE_SELECTOR", ""),
     )
     for permissions in KUBE_API_PERMISSIONS.values():
         needs |= permissions

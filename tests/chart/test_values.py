@@ -15,6 +15,7 @@ from .rendering import CHART, render
 # Values whose content is Kubernetes' own (resources, affinity, security contexts, ...): the
 # schema types them, and Kubernetes validates what is inside.
 PASS_THROUGH = {
+    "namespaceLabelSelector.matchLabels",
     "resources.requests",
     "resources.limits",
     "podSecurityContext",

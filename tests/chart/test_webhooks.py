@@ -82,7 +82,11 @@ def test_webhooks_never_see_the_operators_namespace_nor_kube_system() -> None:
                 excluded = next(e for e in expressions if e["operator"] == "NotIn")
                 assert excluded["key"] == "kubernetes.io/metadata.name"
                 assert {NAMESPACE, "kube-system"} <= set(excluded["values"]), combination
-                included = [e for e in expressions if e["operator"] == "In"]
+                included = [
+                    e
+                    for e in expressions
+                    if e["operator"] == "In" and e["key"] == "kubernetes.io/metadata.name"
+                ]
                 if values.get("watchNamespaces"):
                     assert included[0]["values"] == values["watchNamespaces"], combination
                 else:
@@ -185,3 +189,14 @@ def test_cert_manager_issues_the_mounted_secret_and_injects_its_ca(combination: 
         assert rendered.one("Issuer")["metadata"]["name"] == issuer["name"]
     else:
         assert issuer == {"kind": "ClusterIssuer", "name": "internal-ca"}
+
+
+def test_a_structured_namespace_selector_is_the_webhooks_namespace_selector_too() -> None:
+    values = COMBINATIONS["namespace-label-selector"]
+    selector = values["namespaceLabelSelector"]
+    rendered = render(values)
+    for kind in KINDS.values():
+        for hook in _webhooks(rendered, kind):
+            chosen = hook["namespaceSelector"]
+            assert chosen["matchLabels"] == selector["matchLabels"]
+            assert chosen["matchExpressions"][-2:] == selector["matchExpressions"]

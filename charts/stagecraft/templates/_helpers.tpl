@@ -82,7 +82,42 @@ app.kubernetes.io/part-of: stagecraft
 Which namespaces the webhooks see: never the operator's own (its rollout must not wait for
 itself) nor the excluded ones; with watchNamespaces, only those.
 */}}
+{{/*
+The label selector of the namespaces served, as STAGECRAFT_NAMESPACE_SELECTOR reads it: the
+namespaceSelector string, or namespaceLabelSelector written in kubectl's syntax.
+*/}}
+{{- define "stagecraft.namespaceSelectorText" -}}
+{{- $structured := .Values.namespaceLabelSelector | default dict -}}
+{{- if and .Values.namespaceSelector (or $structured.matchLabels $structured.matchExpressions) -}}
+{{- fail "set namespaceSelector or namespaceLabelSelector, not both" -}}
+{{- end -}}
+{{- $terms := list -}}
+{{- with .Values.namespaceLabelSelector -}}
+{{- range $key, $value := .matchLabels -}}
+{{- $terms = append $terms (printf "%s=%s" $key $value) -}}
+{{- end -}}
+{{- range .matchExpressions -}}
+{{- if eq .operator "In" -}}
+{{- $terms = append $terms (printf "%s in (%s)" .key (join "," .values)) -}}
+{{- else if eq .operator "NotIn" -}}
+{{- $terms = append $terms (printf "%s notin (%s)" .key (join "," .values)) -}}
+{{- else if eq .operator "Exists" -}}
+{{- $terms = append $terms .key -}}
+{{- else -}}
+{{- $terms = append $terms (printf "!%s" .key) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- .Values.namespaceSelector | default (join "," $terms) -}}
+{{- end -}}
+
 {{- define "stagecraft.webhookNamespaceSelector" -}}
+{{- with .Values.namespaceLabelSelector }}
+{{- with .matchLabels }}
+matchLabels:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
 matchExpressions:
 - key: kubernetes.io/metadata.name
   operator: NotIn
@@ -97,5 +132,10 @@ matchExpressions:
   {{- range . }}
   - {{ . | quote }}
   {{- end }}
+{{- end }}
+{{- with .Values.namespaceLabelSelector }}
+{{- with .matchExpressions }}
+{{ toYaml . }}
+{{- end }}
 {{- end }}
 {{- end }}
