@@ -26,7 +26,7 @@ from stagecraft.operator.reconcile import Reconciler
 
 
 async def reject_invalid_spec(**kwargs: Any) -> None:
-    stagecraft_webhooks.reject_invalid_spec(**kwargs)
+    await stagecraft_webhooks.reject_invalid_spec(**kwargs)
 
 
 async def gate_deployment(**kwargs: Any) -> None:

@@ -11,7 +11,7 @@ effects.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import kopf
@@ -29,7 +29,11 @@ GATES_INDEX = "deployment_gates"  # kopf passes the index to handlers under this
 HTTP_UNPROCESSABLE = 422  # what the API server itself answers for an invalid object
 
 
-def reject_invalid_spec(spec: kopf.Spec, **_: Any) -> None:
+# Both admission handlers are coroutines, on purpose: kopf runs plain functions on its small
+# thread pool, where the reconciles' own Deployment PATCHes wait for this very webhook; with
+# every thread in such a PATCH the webhook never got a thread, and the API server refused the
+# writes after its timeout (bench/bench_rollout.py, 200 gated Deployments). They only compute.
+async def reject_invalid_spec(spec: kopf.Spec, **_: Any) -> None:
     result = validate_spec(dict(spec))
     if not result.valid:
         raise kopf.AdmissionError(result.message, code=HTTP_UNPROCESSABLE)
@@ -101,11 +105,11 @@ def gate_deployment(
 
 def serving_only(
     serves: Callable[[str], bool] | None,
-) -> Callable[..., None]:
+) -> Callable[..., Awaitable[None]]:
     """The gate for the namespaces this operator serves (`serves`; None: all). A Deployment
     elsewhere passes untouched: this operator would never release it if it paused it."""
 
-    def gate_served_deployment(body: kopf.Body, **kwargs: Any) -> None:
+    async def gate_served_deployment(body: kopf.Body, **kwargs: Any) -> None:
         namespace = (body.get("metadata") or {}).get("namespace") or kwargs.get("namespace")
         if serves is not None and not (namespace and serves(str(namespace))):
             return
