@@ -27,10 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import datetime
 import math
-import os
-import platform
 import signal
 import statistics
 import sys
@@ -38,7 +35,6 @@ import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +54,7 @@ from bench.operator_cluster import (  # noqa: E402
     database_migration,
     declare_custom_resource,
     free_port,
+    machine_notes,
     self_signed_certificate,
     wait_until_watching,
     write_kubeconfig,
@@ -439,16 +436,6 @@ def one_by_one_table(runs: list[ScaleRun]) -> str:
             f"| {run.memory.peak_mib:.1f} | {grown / run.size:.0f} |"
         )
     return "\n".join(lines)
-
-
-def machine_notes() -> str:
-    load1, load5, load15 = os.getloadavg()
-    stamp = datetime.datetime.now(tz=datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    return (
-        f"Machine: {os.cpu_count()} cores shared with other work during the run (load average "
-        f"{load1:.2f}, {load5:.2f}, {load15:.2f} at the end), Python {platform.python_version()}, "
-        f"kopf {version('kopf')}, kmock {version('kmock')}, {stamp}."
-    )
 
 
 def report(

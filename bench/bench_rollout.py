@@ -27,10 +27,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime
 import math
 import os
-import platform
 import signal
 import statistics
 import sys
@@ -38,7 +36,6 @@ import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +51,7 @@ from bench.operator_cluster import (  # noqa: E402
     OperatorProcess,
     declare_custom_resource,
     free_port,
+    machine_notes,
     wait_until_watching,
     write_kubeconfig,
 )
@@ -642,16 +640,6 @@ def targets(runs: list[ScenarioRun]) -> str:
                 f"the bench's wait: {run.stuck_note}"
             )
     return "\n".join(lines)
-
-
-def machine_notes() -> str:
-    load1, load5, load15 = os.getloadavg()
-    stamp = datetime.datetime.now(tz=datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    return (
-        f"Machine: {os.cpu_count()} cores shared with other work during the run (load average "
-        f"{load1:.2f}, {load5:.2f}, {load15:.2f} at the end), Python {platform.python_version()}, "
-        f"kopf {version('kopf')}, kmock {version('kmock')}, {stamp}."
-    )
 
 
 def report(runs: list[ScenarioRun], options: argparse.Namespace, command: str) -> str:

@@ -6,8 +6,10 @@ the operator as a process of its own (so that its CPU time and memory are its al
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import os
+import platform
 import signal
 import socket
 import subprocess
@@ -15,6 +17,7 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,32 @@ NAMESPACE = "bench"
 STOP_TIMEOUT = 15.0  # seconds an operator gets to exit after SIGTERM
 WATCH_TIMEOUT = 120.0  # seconds an operator gets to start and open its watches
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def machine_notes() -> str:
+    """The machine and the versions under test, for both operator benchmarks' reports."""
+    load1, load5, load15 = os.getloadavg()
+    stamp = datetime.datetime.now(tz=datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return (
+        f"Machine: {os.cpu_count()} cores shared with other work during the run (load average "
+        f"{load1:.2f}, {load5:.2f}, {load15:.2f} at the end), Python {platform.python_version()}, "
+        f"kopf {version('kopf')}, kmock {version('kmock')}, {stamp}."
+    )
+
+
+def completed_job_status(started: str, finished: str) -> dict[str, Any]:
+    """A Job's status as the Job controller writes it when its one pod succeeded."""
+    condition = {"status": "True", "reason": "CompletionsReached", "lastTransitionTime": finished}
+    return {
+        "startTime": started,
+        "completionTime": finished,
+        "succeeded": 1,
+        "active": 0,
+        "conditions": [
+            {**condition, "type": "SuccessCriteriaMet"},
+            {**condition, "type": "Complete"},
+        ],
+    }
 
 
 @attrs.define(kw_only=True)
@@ -126,21 +155,7 @@ class JobCompleter:
         started = now()
         await asyncio.sleep(self.seconds)
         finished = now()
-        condition = {
-            "status": "True",
-            "reason": "CompletionsReached",
-            "lastTransitionTime": finished,
-        }
-        status = {
-            "startTime": started,
-            "completionTime": finished,
-            "succeeded": 1,
-            "active": 0,
-            "conditions": [
-                {**condition, "type": "SuccessCriteriaMet"},
-                {**condition, "type": "Complete"},
-            ],
-        }
+        status = completed_job_status(started, finished)
         if self.emulator.stored("batch", "jobs", NAMESPACE, name) is not None:
             await self.emulator.write_status("batch", "jobs", NAMESPACE, name, status)
 

@@ -21,7 +21,7 @@ import aiohttp.connector
 import attrs
 from tests.operator.emulator import MutatingWebhook, now
 
-from bench.operator_cluster import CountingEmulator
+from bench.operator_cluster import CountingEmulator, completed_job_status
 from stagecraft.operator.gate import (
     APPROVED_HASH_ANNOTATION,
     PENDING_HASH_ANNOTATION,
@@ -205,21 +205,7 @@ class JobSucceeder:
             return
         await self.emulator.put_object("", "pods", self._pod(job))
         finished = now()
-        condition = {
-            "status": "True",
-            "reason": "CompletionsReached",
-            "lastTransitionTime": finished,
-        }
-        status = {
-            "startTime": started,
-            "completionTime": finished,
-            "succeeded": 1,
-            "active": 0,
-            "conditions": [
-                {**condition, "type": "SuccessCriteriaMet"},
-                {**condition, "type": "Complete"},
-            ],
-        }
+        status = completed_job_status(started, finished)
         await self.emulator.write_status("batch", "jobs", namespace, name, status)
 
     def _pod(self, job: dict[str, Any]) -> dict[str, Any]:
