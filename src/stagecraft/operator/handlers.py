@@ -15,6 +15,7 @@ from typing import Any
 import kopf
 
 from .conditions import RECONCILING, Reason
+from .deployment_changes import DecisiveChanges
 from .manifests import MANAGED_BY, MANAGED_BY_LABEL
 from .models import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from .reconcile import Reconciler
@@ -135,19 +136,28 @@ def _follow_sources(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> 
 
     kopf.index(GROUP, VERSION, PLURAL, registry=registry, id=SOURCES_INDEX)(index_sources)
 
-    def reconcile_users(kind: str) -> Any:
+    def reconcile_users(kind: str, changes: DecisiveChanges | None = None) -> Any:
         def reconcile_users_of_source(
-            namespace: str | None, name: str | None, **kwargs: Any
+            namespace: str | None,
+            name: str | None,
+            type: str | None,
+            body: kopf.Body,
+            **kwargs: Any,
         ) -> None:
             index: kopf.Index[tuple[str | None, str, str], str] = kwargs[SOURCES_INDEX]
-            for resource in set(index.get((namespace, kind, str(name)), [])):
-                if namespace:
-                    reconciler.reconcile(namespace, resource)
+            users = set(index.get((namespace, kind, str(name)), []))
+            if not users or not namespace:
+                return
+            if changes is not None and not changes.passes(namespace, name, type, body):
+                return
+            for resource in users:
+                reconciler.reconcile(namespace, resource)
 
         return reconcile_users_of_source
 
+    # Most writes to a Deployment are its rollout's progress: only decisive changes reconcile.
     kopf.on.event("apps", "v1", "deployments", registry=registry, id="deployment")(
-        reconcile_users("Deployment")
+        reconcile_users("Deployment", DecisiveChanges())
     )
     kopf.on.event("", "v1", "configmaps", registry=registry, id="configmap")(
         reconcile_users("ConfigMap")
