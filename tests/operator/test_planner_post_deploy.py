@@ -10,7 +10,13 @@ from stagecraft.operator.conditions import Phase, Reason
 from stagecraft.operator.gate import deployment_gate_hash
 from stagecraft.operator.manifests import MigrationSource
 from stagecraft.operator.models import RunRecord
-from stagecraft.operator.planner import Action, DeploymentObservation, Observed, decide
+from stagecraft.operator.planner import (
+    Action,
+    DeploymentObservation,
+    Observed,
+    decide,
+    pods_matter,
+)
 from stagecraft.operator.validation import validate_spec
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -155,3 +161,18 @@ def test_other_strategies_ignore_the_rollout() -> None:
     in_flight = _deployment(conditions=_progressing("True", "ReplicaSetUpdated"))
     decision = decide(_observed(in_flight, strategy="manual", run_request="r1"))
     assert decision.action is Action.CREATE_JOB
+
+
+def test_pods_are_read_only_to_see_terminating_ones_before_a_first_run() -> None:
+    spec = validate_spec(_spec()).spec
+    assert spec is not None
+    in_flight = _deployment(updatedReplicas=1, conditions=_progressing("True", "ReplicaSetUpdated"))
+    run = RunRecord(job="shop-db-x", target_hash="t1", result="Succeeded")
+
+    assert pods_matter(spec, _deployment(), None, "t1")  # complete but for terminating pods
+    assert not pods_matter(spec, in_flight, None, "t1")  # the Deployment alone says: wait
+    assert not pods_matter(spec, _deployment(), run, "t1")  # the target ran: rollout is moot
+    assert pods_matter(spec, _deployment(), run, "t2")  # a new target's first run
+    manual = validate_spec(_spec("manual")).spec
+    assert manual is not None
+    assert not pods_matter(manual, _deployment(), None, "t1")

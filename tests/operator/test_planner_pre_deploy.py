@@ -16,7 +16,13 @@ from stagecraft.operator.gate import (
 )
 from stagecraft.operator.manifests import MigrationSource, job_name, target_hash
 from stagecraft.operator.models import RunRecord
-from stagecraft.operator.planner import Action, DeploymentObservation, Observed, decide
+from stagecraft.operator.planner import (
+    Action,
+    DeploymentObservation,
+    Observed,
+    decide,
+    pods_matter,
+)
 from stagecraft.operator.sources import resolve_source
 from stagecraft.operator.validation import validate_spec
 
@@ -193,3 +199,17 @@ def test_other_strategies_leave_the_deployment_alone() -> None:
     decision = decide(_observed(_pending(), strategy="post_deploy", last_run=run))
 
     assert decision.gate is None
+
+
+def test_pods_are_read_only_while_the_gate_could_have_been_bypassed() -> None:
+    spec = validate_spec(_spec()).spec
+    assert spec is not None
+
+    def matter(deployment: dict[str, Any]) -> bool:
+        return pods_matter(spec, deployment, None, _target(NEW))
+
+    assert not matter(_pending())  # held paused: no pod of NEW can be new
+    approved = _deployment(NEW, {APPROVED_HASH_ANNOTATION: _hash(NEW)}, paused=False)
+    assert not matter(approved)
+    assert not matter(_deployment(NEW, {}, paused=False))  # never gated: nothing to bypass
+    assert matter(_deployment(NEW, {APPROVED_HASH_ANNOTATION: _hash(OLD)}, paused=False))

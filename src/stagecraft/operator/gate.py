@@ -225,15 +225,22 @@ def bypassed_by(
     """Pods of a template that runs before its migration succeeded although the Deployment is
     gated: the webhook was bypassed (down with failurePolicy Ignore, removed, or resumed by a
     path it does not see). [] when the gate held."""
+    if not may_be_bypassed(deployment, containers):
+        return []
+    return pods_of_hash(pods, deployment_gate_hash(deployment, containers), containers)
+
+
+def may_be_bypassed(deployment: Mapping[str, Any], containers: Sequence[str]) -> bool:
+    """Whether pods of the current template could be running ahead of its migration: the
+    webhook has handled the Deployment and its hash is neither approved nor held paused. Only
+    then do its pods tell anything about the gate."""
     gate = deployment_gate_hash(deployment, containers)
     annotations = annotations_of(deployment)
     if not under_gate(deployment) or annotations.get(APPROVED_HASH_ANNOTATION) == gate:
-        return []
-    if is_paused(deployment) and annotations.get(PENDING_HASH_ANNOTATION) == gate:
-        # The gate holds: pods of this hash were there before (a rollback during a rollout
-        # finds the older version's pods still serving), none is new.
-        return []
-    return pods_of_hash(pods, gate, containers)
+        return False
+    # A held hash: pods of it were there before (a rollback during a rollout finds the older
+    # version's pods still serving), none is new.
+    return not (is_paused(deployment) and annotations.get(PENDING_HASH_ANNOTATION) == gate)
 
 
 def gate_step(

@@ -15,6 +15,7 @@ The rollout gate of issue 5 plugs into step 5 (`run_gate`) and nowhere else.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -22,7 +23,14 @@ from typing import Any
 
 from ..config import Strategy
 from .conditions import Phase, Reason, Verdict
-from .gate import GateStep, bypass_verdict, deployment_gate_hash, gate_step, held_note
+from .gate import (
+    GateStep,
+    bypass_verdict,
+    deployment_gate_hash,
+    gate_step,
+    held_note,
+    may_be_bypassed,
+)
 from .manifests import MigrationSource, job_name, target_hash
 from .models import DatabaseMigrationSpec, DeploymentReference, RunRecord
 from .requests import parse_run_request
@@ -115,6 +123,30 @@ def run_gate(spec: DatabaseMigrationSpec, observed: Observed, target: str) -> Ve
     if strategy is Strategy.POST_DEPLOY and spec.deployment is not None:
         return _post_deploy_gate(spec.deployment, observed)
     return None
+
+
+def pods_matter(
+    spec: DatabaseMigrationSpec,
+    deployment: Mapping[str, Any],
+    last_run: RunRecord | None,
+    target: str | None,
+) -> bool:
+    """Whether the decision reads the Deployment's pods. Listing them costs the API server a
+    pass over the namespace's pods and was the largest read of a reconcile, and most decisions
+    do not look at them: pre_deploy only to find pods that bypassed the gate (the template is
+    neither approved nor held paused), post_deploy only for pods still terminating once the
+    Deployment reports its rollout otherwise complete, before the target's first run."""
+    if spec.deployment is None:
+        return False
+    containers = spec.deployment.containers
+    if strategy_is_pre_deploy(spec):
+        return may_be_bypassed(deployment, containers)
+    if spec.migrations.strategy is not Strategy.POST_DEPLOY:
+        return False
+    if last_run is not None and last_run.target_hash == target:
+        return False  # the rollout only decides when a target's first run starts
+    gate = deployment_gate_hash(deployment, containers)
+    return rollout_state(deployment, (), gate_hash=gate, current_hash=gate).complete
 
 
 def _post_deploy_gate(reference: DeploymentReference, observed: Observed) -> Verdict | None:

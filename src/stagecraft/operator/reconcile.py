@@ -46,6 +46,7 @@ from .planner import (
     RetryPolicy,
     decide,
     parse_time,
+    pods_matter,
 )
 from .requests import parse_run_request
 from .runs import JobObservation, job_finished, observe_job
@@ -161,12 +162,15 @@ class Reconciler:
         lookup = SourceLookup(None)
         job: JobObservation | None = None
         deployment: DeploymentObservation | None = None
-        if validation.spec is not None:
-            deployment = self._observe_deployment(namespace, validation.spec)
-            read = deployment.body if deployment is not None else None
-            lookup = resolve_source(self.cluster, namespace, validation.spec, read)
-        if validation.spec is not None and lookup.source is not None:
-            target = target_hash(validation.spec, lookup.source)
+        spec = validation.spec
+        target: str | None = None
+        if spec is not None:
+            read = self._deployment(namespace, spec)
+            lookup = resolve_source(self.cluster, namespace, spec, read)
+            target = target_hash(spec, lookup.source) if lookup.source is not None else None
+            if read is not None:
+                deployment = self._observe_deployment(namespace, spec, read, status, target)
+        if target is not None:
             last = status.last_run
             # Only a run in flight for this target has a Job to look at: a finished run's result
             # is in the status, and a target with no run has no Job, except when an operator
@@ -191,15 +195,23 @@ class Reconciler:
             deployment=deployment,
         )
 
-    def _observe_deployment(
-        self, namespace: str, spec: DatabaseMigrationSpec
-    ) -> DeploymentObservation | None:
-        """The referenced Deployment and its pods (those its selector's matchLabels select)."""
+    def _deployment(self, namespace: str, spec: DatabaseMigrationSpec) -> dict[str, Any] | None:
         if spec.deployment is None:
             return None
-        deployment = self.cluster.deployment(namespace, spec.deployment.name)
-        if deployment is None:
-            return None
+        return self.cluster.deployment(namespace, spec.deployment.name)
+
+    def _observe_deployment(
+        self,
+        namespace: str,
+        spec: DatabaseMigrationSpec,
+        deployment: dict[str, Any],
+        status: DatabaseMigrationStatus,
+        target: str | None,
+    ) -> DeploymentObservation:
+        """The Deployment, with its pods (those its selector's matchLabels select) when the
+        decision reads them."""
+        if not pods_matter(spec, deployment, status.last_run, target):
+            return DeploymentObservation(deployment)
         selector = ((deployment.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
         label_selector = ",".join(f"{key}={value}" for key, value in sorted(selector.items()))
         pods = self.cluster.pods(namespace, label_selector) if label_selector else []
