@@ -62,6 +62,7 @@ REASON_PHASE = {
     "JobRunning": Phase.RECONCILING,
     "RetryScheduled": Phase.RECONCILING,
     "WaitingForRollout": Phase.RECONCILING,  # post_deploy: the rollout is still going out
+    "ReleasePending": Phase.RECONCILING,  # pre_deploy: migrated; the release is tried again
     "InvalidSpec": Phase.STALLED,
     "SourceNotFound": Phase.STALLED,
     "MigrationFailed": Phase.STALLED,

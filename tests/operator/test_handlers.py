@@ -53,6 +53,11 @@ def test_timer_looks_at_a_resource_waiting_for_a_rollout() -> None:
     assert not waits_on_time_or_a_job({"conditions": [ready]})
 
 
+def test_timer_looks_at_a_release_the_api_server_refused() -> None:
+    pending = {"type": "Reconciling", "status": "True", "reason": "ReleasePending"}
+    assert waits_on_time_or_a_job({"conditions": [pending]})
+
+
 def test_a_job_is_followed_once_finished_or_deleted() -> None:
     running = {"status": {"active": 1}}
     complete = {"status": {"conditions": [{"type": "Complete", "status": "True"}]}}

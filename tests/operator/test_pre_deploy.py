@@ -20,7 +20,15 @@ from stagecraft.operator.gate import (
     deployment_gate_hash,
 )
 from stagecraft.operator.models import GROUP, PLURAL, VERSION
-from tests.operator.harness import NAMESPACE, POLL_INTERVAL, WAIT_TIMEOUT, Cluster, condition_of
+from tests.operator.emulator import MutatingWebhook
+from tests.operator.harness import (
+    NAMESPACE,
+    POLL_INTERVAL,
+    WAIT_TIMEOUT,
+    Cluster,
+    condition_of,
+    free_port,
+)
 
 V41 = "registry.example/shop-api:41"
 V42 = "registry.example/shop-api:42"
@@ -175,8 +183,10 @@ async def test_a_new_image_is_paused_in_the_same_write_and_released_after_its_mi
     await _wait_for("v42 rolled out", lambda: _images_of_pods(cluster) == {V42}, cluster)
 
     assert "invoices" in _tables(postgres_url)
-    status = cluster.database_migration("shop-db")["status"]
-    assert condition_of(status, "Ready")["status"] == "True"
+    # The release goes first (the rollout waits for it), the status follows it.
+    status = await cluster.wait_for_status(
+        "shop-db", lambda status: condition_of(status, "Ready").get("status") == "True"
+    )
     assert [entry["id"] for entry in status["lastRun"]["applied"]] == ["0003_invoices.sql"]
     await _wait_for(
         "the release reported",
@@ -239,6 +249,46 @@ async def test_a_failed_migration_keeps_the_old_version_serving_and_stalls(
     assert _annotations(deployment)[PENDING_HASH_ANNOTATION] == _gate_hash_of(V42)
     assert _images_of_replica_sets(cluster) == {V41}
     assert _images_of_pods(cluster) == {V41}  # the old version keeps serving
+
+
+async def test_a_release_the_api_server_refuses_is_reported_and_tried_again(
+    cluster: Cluster, postgres_url: str, tmp_path: Path
+) -> None:
+    await _serving(cluster, tmp_path, postgres_url)
+    _image(cluster, tmp_path, V42, INVOICES)
+    cluster.jobs.released.clear()
+    await _set_image(cluster, V42)
+    await _wait_for("v42's Job", lambda: len(cluster.jobs_of("shop-db")) == 2, cluster)
+    # A second webhook on Deployments that nobody answers, failurePolicy Fail: the API server
+    # refuses every Deployment write with a 500 while it is registered.
+    port = free_port()  # nothing listens there
+    unreachable = MutatingWebhook(
+        name="unreachable.example.com",
+        group="apps",
+        plural="deployments",
+        url=lambda: f"http://127.0.0.1:{port}/mutate",
+        operations=("UPDATE",),
+    )
+    cluster.emulator.mutating_webhooks.append(unreachable)
+
+    cluster.jobs.released.set()
+    status = await cluster.wait_for_status(
+        "shop-db",
+        lambda status: (
+            condition_of(status, "Reconciling").get("status") == "True"
+            and condition_of(status, "Reconciling").get("reason") == "ReleasePending"
+        ),
+    )
+
+    assert status["lastRun"]["result"] == "Succeeded"
+    assert "HTTP 500" in condition_of(status, "Reconciling")["message"]
+    assert _deployment(cluster)["spec"]["paused"] is True
+    assert _images_of_pods(cluster) == {V41}
+    cluster.emulator.mutating_webhooks.remove(unreachable)  # the API server recovers
+    await _wait_for("v42 released", _released_with(cluster, V42), cluster)
+    await cluster.wait_for_status(
+        "shop-db", lambda status: condition_of(status, "Ready").get("status") == "True"
+    )
 
 
 async def test_restart_and_scale_pass_untouched(
@@ -321,8 +371,9 @@ async def test_a_rollback_is_migrated_like_any_new_hash(
     assert _annotations(stored)[PENDING_HASH_ANNOTATION] == _gate_hash_of(V41)
     await _wait_for("v41 released again", _released_with(cluster, V41), cluster)
     await _wait_for("v41 rolled back", lambda: _images_of_pods(cluster) == {V41}, cluster)
-    status = cluster.database_migration("shop-db")["status"]
-    assert condition_of(status, "Ready")["status"] == "True"
+    await cluster.wait_for_status(
+        "shop-db", lambda status: condition_of(status, "Ready").get("status") == "True"
+    )
 
 
 async def test_a_manual_resume_while_pending_is_paused_again_and_recorded(

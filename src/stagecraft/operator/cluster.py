@@ -9,6 +9,16 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 
+class ClusterError(Exception):
+    """The API server refused a write for a reason the caller did not expect (it is down, a
+    webhook failed, a quota): the status code and reason only, never the object or its data."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f"HTTP {status} {reason}")
+        self.status = status
+        self.reason = reason
+
+
 class Cluster(Protocol):
     def database_migration(self, namespace: str, name: str) -> dict[str, Any] | None: ...
 
@@ -20,9 +30,10 @@ class Cluster(Protocol):
 
     def pods(self, namespace: str, label_selector: str) -> list[dict[str, Any]]: ...
 
-    def patch_deployment(
-        self, namespace: str, name: str, operations: list[dict[str, Any]]
-    ) -> bool: ...
+    def patch_deployment(self, namespace: str, name: str, operations: list[dict[str, Any]]) -> bool:
+        """False when a `test` failed, it conflicted or the Deployment is gone; raises
+        ClusterError on any other refusal."""
+        ...
 
     def config_map(self, namespace: str, name: str) -> dict[str, Any] | None: ...
 

@@ -26,6 +26,9 @@ class Reason(StrEnum):
     JOB_RUNNING = "JobRunning"  # a migration Job for the current target is in flight
     RETRY_SCHEDULED = "RetryScheduled"  # a transient failure; the next attempt starts by itself
     WAITING_FOR_ROLLOUT = "WaitingForRollout"  # post_deploy: the new version is not fully out yet
+    # pre_deploy: the migration succeeded, and releasing the Deployment failed with an API
+    # error; the resync timer tries again
+    RELEASE_PENDING = "ReleasePending"
     # Stalled=True: a person has to act
     INVALID_SPEC = "InvalidSpec"  # the spec fails the checks of stagecraft.yml or the registry
     SOURCE_NOT_FOUND = "SourceNotFound"  # no such ConfigMap, or no such container

@@ -50,18 +50,25 @@ def sources_of(spec: kopf.Spec | dict[str, Any]) -> list[tuple[str, str]]:
 API_ERROR_BACKOFF = 5.0
 
 
+# Waits on a Deployment that no event may end: the last old pod going away changes a pod, which
+# the operator does not watch, and not always the Deployment; a release the API server refused
+# changes nothing at all.
+TIMED_WAITS = (Reason.WAITING_FOR_ROLLOUT, Reason.RELEASE_PENDING)
+
+
 def waits_on_time_or_a_job(status: Mapping[str, Any], **_: Any) -> bool:
     """Resources a timer must look at: a retry is scheduled (no event will come when it is due),
-    a Job is in flight (a Job event whose handling failed is not delivered again), or a rollout
-    (the last old pod going away changes a pod, not always the Deployment's status)."""
+    a Job is in flight (a Job event whose handling failed is not delivered again), or a wait on
+    the Deployment (TIMED_WAITS)."""
     last_run = status.get("lastRun") or {}
-    waits_for_rollout = any(
-        condition.get("type") == RECONCILING
-        and condition.get("reason") == Reason.WAITING_FOR_ROLLOUT
+    waits_on_the_deployment = any(
+        condition.get("type") == RECONCILING and condition.get("reason") in TIMED_WAITS
         for condition in status.get("conditions") or []
     )
     return (
-        bool(status.get("nextRetryAt")) or last_run.get("result") == "Running" or waits_for_rollout
+        bool(status.get("nextRetryAt"))
+        or last_run.get("result") == "Running"
+        or waits_on_the_deployment
     )
 
 

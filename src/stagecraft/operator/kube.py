@@ -15,6 +15,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from .cluster import ClusterError
 from .manifests import RUNNER_CONTAINER
 from .models import API_VERSION, GROUP, KIND, PLURAL, VERSION
 
@@ -110,7 +111,8 @@ class KubeApi:
 
     def patch_deployment(self, namespace: str, name: str, operations: list[dict[str, Any]]) -> bool:
         """Apply a JSON Patch to a Deployment; False when one of its `test` operations failed
-        (the Deployment changed since it was read), it conflicted or the Deployment is gone."""
+        (the Deployment changed since it was read), it conflicted or the Deployment is gone.
+        Any other refusal is a ClusterError (a failing gate webhook answers 500)."""
         try:
             # A list body is sent as application/json-patch+json.
             body: Any = operations
@@ -118,7 +120,7 @@ class KubeApi:
         except ApiException as error:
             if error.status in (HTTP_NOT_FOUND, HTTP_CONFLICT, HTTP_UNPROCESSABLE):
                 return False
-            raise
+            raise ClusterError(int(error.status or 0), str(error.reason or "")) from error
         return True
 
     def config_map(self, namespace: str, name: str) -> dict[str, Any] | None:

@@ -14,10 +14,9 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from .cluster import Cluster
-from .conditions import EventReason, updated_conditions
+from .cluster import Cluster, ClusterError
+from .conditions import EventReason, Phase, Reason, Verdict, updated_conditions
 from .gate import (
-    GateStep,
     approve_patch,
     clear_resume_refused_patch,
     forget_gate_patch,
@@ -146,13 +145,15 @@ class Reconciler:
         observed = self._observe(namespace, name, body, status)
         events: list[PendingEvent] = []
         decision = self._act(body, observed, decide(observed), events)
+        if decision.gate is not None and observed.deployment is not None:
+            # Before the status: a held rollout waits for its release, not for the record (which
+            # the Job keeps until the status is written: a crash in between loses nothing).
+            decision = self._operate_gate(body, observed.deployment.body, decision, events)
         self._write_status(body, status, decision)
         # Events after the status: the status is what users, tools and the next reconcile wait
         # for, and an Event is best effort.
         for event in events:
             self.cluster.record_event(body, event.type, event.reason, event.message)
-        if decision.gate is not None and observed.deployment is not None:
-            self._operate_gate(body, observed.deployment.body, decision.gate)
         return decision
 
     def _observe(
@@ -342,28 +343,48 @@ class Reconciler:
         self._written[(namespace, name)] = new_status
 
     def _operate_gate(
-        self, body: dict[str, Any], deployment: dict[str, Any], step: GateStep
-    ) -> None:
-        """pre_deploy's writes to the Deployment, after the status: each is a guarded JSON
-        Patch, and one that finds the Deployment changed is left to the reconcile its change
-        starts."""
+        self,
+        body: dict[str, Any],
+        deployment: dict[str, Any],
+        decision: Decision,
+        events: list[PendingEvent],
+    ) -> Decision:
+        """pre_deploy's writes to the Deployment: each is a guarded JSON Patch, and one that
+        finds the Deployment changed is left to the reconcile its change starts. A release the
+        API server refuses otherwise is not lost: the status says ReleasePending, which the
+        resync timer looks at, and the next reconcile releases again."""
+        step = decision.gate
+        if step is None:
+            return decision
         namespace, name = body["metadata"]["namespace"], deployment["metadata"]["name"]
-        if step.resume_refused is not None:
-            message = (
-                f"Deployment {name} was resumed by {step.resume_refused} while template "
-                f"{step.gate_hash} waits for its migration; it was paused again"
+        try:
+            if step.resume_refused is not None:
+                message = (
+                    f"Deployment {name} was resumed by {step.resume_refused} while template "
+                    f"{step.gate_hash} waits for its migration; it was paused again"
+                )
+                events.append(PendingEvent("Warning", EventReason.RESUME_REFUSED, message))
+                patch = clear_resume_refused_patch(step.resume_refused)
+                self.cluster.patch_deployment(namespace, name, patch)
+            if step.release and self.cluster.patch_deployment(
+                namespace, name, release_patch(step.gate_hash, step.stale_pending)
+            ):
+                message = f"released Deployment {name}: template {step.gate_hash} is migrated"
+                events.append(PendingEvent("Normal", EventReason.DEPLOYMENT_RELEASED, message))
+            elif step.approve:
+                patch = approve_patch(deployment, step.gate_hash)
+                self.cluster.patch_deployment(namespace, name, patch)
+        except ClusterError as error:
+            if not (step.release or step.approve):
+                raise
+            verdict = Verdict(
+                Phase.RECONCILING,
+                Reason.RELEASE_PENDING,
+                f"pre_deploy: template {step.gate_hash} is migrated, but the API server refused "
+                f"to release Deployment {name} ({error}); trying again",
             )
-            self.cluster.record_event(body, "Warning", EventReason.RESUME_REFUSED, message)
-            patch = clear_resume_refused_patch(step.resume_refused)
-            self.cluster.patch_deployment(namespace, name, patch)
-        if step.release and self.cluster.patch_deployment(
-            namespace, name, release_patch(step.gate_hash, step.stale_pending)
-        ):
-            message = f"released Deployment {name}: template {step.gate_hash} is migrated"
-            self.cluster.record_event(body, "Normal", EventReason.DEPLOYMENT_RELEASED, message)
-        elif step.approve:
-            patch = approve_patch(deployment, step.gate_hash)
-            self.cluster.patch_deployment(namespace, name, patch)
+            return replace(decision, verdict=verdict)
+        return decision
 
     def release_on_deletion(self, namespace: str, name: str, spec: dict[str, Any]) -> bool:
         """The resource is being deleted: the Deployment it gates loses the gate's annotations
