@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from stagecraft.operator.deployment_changes import DecisiveChanges
+from stagecraft.operator.deployment_changes import Change, DecisiveChanges
 from stagecraft.operator.gate import PENDING_HASH_ANNOTATION, RESUME_REFUSED_ANNOTATION
 
 
@@ -40,7 +40,7 @@ def _complete(terminating: int = 0) -> dict[str, Any]:
 
 
 def _passes(changes: DecisiveChanges, body: dict[str, Any], event_type: str = "MODIFIED") -> bool:
-    return changes.passes("shop", "shop-api", event_type, body)
+    return changes.change("shop", "shop-api", event_type, body) is not None
 
 
 def test_the_first_event_of_a_deployment_passes_and_an_identical_one_does_not() -> None:
@@ -101,13 +101,41 @@ def test_a_deletion_passes_and_forgets_the_deployment() -> None:
     changes = DecisiveChanges()
     assert _passes(changes, _complete())
     assert _passes(changes, _complete(), "DELETED")
-    assert len(changes) == 0
+    assert changes.tracked == 0
     assert _passes(changes, _complete(), "ADDED")  # created again under the same name
 
 
 def test_deployments_are_told_apart_by_namespace_and_name() -> None:
     changes = DecisiveChanges()
-    assert changes.passes("shop", "shop-api", "ADDED", _complete())
-    assert changes.passes("blog", "shop-api", "ADDED", _complete())
-    assert changes.passes("shop", "worker", "ADDED", _complete())
-    assert not changes.passes("blog", "shop-api", "MODIFIED", _complete())
+    assert changes.change("shop", "shop-api", "ADDED", _complete())
+    assert changes.change("blog", "shop-api", "ADDED", _complete())
+    assert changes.change("shop", "worker", "ADDED", _complete())
+    assert changes.change("blog", "shop-api", "MODIFIED", _complete()) is None
+
+
+def test_a_rollout_that_completes_or_fails_is_told_apart_from_other_changes() -> None:
+    changes = DecisiveChanges()
+    assert changes.change("shop", "shop-api", "ADDED", _rolling_out()) is Change.OTHER
+    assert changes.change("shop", "shop-api", "MODIFIED", _complete()) is Change.ROLLOUT_ENDED
+    failed = _rolling_out()
+    failed["status"]["conditions"] = [
+        {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}
+    ]
+    assert changes.change("shop", "shop-api", "MODIFIED", failed) is Change.ROLLOUT_ENDED
+    assert changes.change("shop", "shop-api", "DELETED", failed) is Change.DELETED
+
+
+def test_a_new_template_whose_rollout_ended_in_one_go_has_ended() -> None:
+    """kopf hands over only the latest of the events that arrive together: a short rollout's
+    new image and completion can come as one event, complete before and after."""
+    changes = DecisiveChanges()
+    assert changes.change("shop", "shop-api", "ADDED", _complete()) is Change.ROLLOUT_ENDED
+    shipped = _complete()
+    shipped["spec"] = _rolling_out(image="registry.example/shop-api:43")["spec"]
+    shipped["metadata"]["generation"] = 4
+    shipped["status"]["observedGeneration"] = 4
+    assert changes.change("shop", "shop-api", "MODIFIED", shipped) is Change.ROLLOUT_ENDED
+    # Still complete, only the gate's annotations changed: nothing ended.
+    annotated = copy.deepcopy(shipped)
+    annotated["metadata"]["annotations"][PENDING_HASH_ANNOTATION] = "0123456789abcdef"
+    assert changes.change("shop", "shop-api", "MODIFIED", annotated) is Change.OTHER

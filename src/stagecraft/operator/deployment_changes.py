@@ -19,15 +19,25 @@ seen at the next decisive change (the rollout's completion is one).
 from __future__ import annotations
 
 import threading
-from collections.abc import Hashable, Mapping
-from typing import Any
+from collections.abc import Mapping
+from enum import Enum
+from typing import Any, NamedTuple
 
 from .gate import GATE_ANNOTATIONS, deployment_gate_hash
-from .rollout import rollout_state
+from .rollout import RolloutPhase, rollout_state
 
 
-def decisive_state(deployment: Mapping[str, Any]) -> Hashable:
+class DecisiveState(NamedTuple):
     """What of a Deployment any DatabaseMigration's decision depends on."""
+
+    images: tuple[tuple[str, str], ...]
+    paused: bool
+    gate: tuple[tuple[str, str | None], ...]
+    generation: object
+    phase: RolloutPhase
+
+
+def decisive_state(deployment: Mapping[str, Any]) -> DecisiveState:
     metadata = deployment.get("metadata") or {}
     spec = deployment.get("spec") or {}
     containers = ((spec.get("template") or {}).get("spec") or {}).get("containers") or []
@@ -38,7 +48,18 @@ def decisive_state(deployment: Mapping[str, Any]) -> Hashable:
     # the same on both sides and the rollout is never "superseded" here.
     current = deployment_gate_hash(deployment, [])
     phase = rollout_state(deployment, (), gate_hash=current, current_hash=current).phase
-    return images, bool(spec.get("paused")), gate, metadata.get("generation"), phase
+    return DecisiveState(images, bool(spec.get("paused")), gate, metadata.get("generation"), phase)
+
+
+class Change(Enum):
+    """What a passed event did to its Deployment, as far as the decisions go."""
+
+    ROLLOUT_ENDED = "rollout ended"  # complete or failed: post_deploy runs or stalls now
+    OTHER = "other"  # a new template, a pause, the gate's annotations, a rollout under way
+    DELETED = "deleted"
+
+
+ENDED_PHASES = (RolloutPhase.COMPLETE, RolloutPhase.FAILED)
 
 
 class DecisiveChanges:
@@ -48,24 +69,34 @@ class DecisiveChanges:
     event of each Deployment passes: nothing is dropped that no process has looked at."""
 
     def __init__(self) -> None:
-        self._passed: dict[tuple[str | None, str | None], Hashable] = {}
+        self._passed: dict[tuple[str | None, str | None], DecisiveState] = {}
         self._guard = threading.Lock()  # kopf may run event handlers on several threads
 
-    def passes(
+    def change(
         self, namespace: str | None, name: str | None, event_type: str | None, body: Any
-    ) -> bool:
-        """True when this event may change a decision: the Deployment was deleted, or its
-        decisive state differs from the last one passed."""
+    ) -> Change | None:
+        """What this event changed, None when it changed nothing decided on."""
         key = (namespace, name)
         with self._guard:
             if event_type == "DELETED":
                 self._passed.pop(key, None)
-                return True
+                return Change.DELETED
             state = decisive_state(body)
-            if self._passed.get(key) == state:
-                return False
+            previous = self._passed.get(key)
+            if previous == state:
+                return None
             self._passed[key] = state
-            return True
+        # A rollout ended when its phase became Complete or Failed, or when it was already
+        # reported ended for a newer template (kopf hands over only the latest of the events
+        # that arrive together, and a short rollout's may all arrive together).
+        ended = state.phase in ENDED_PHASES and (
+            previous is None
+            or (previous.phase, previous.generation, previous.images)
+            != (state.phase, state.generation, state.images)
+        )
+        return Change.ROLLOUT_ENDED if ended else Change.OTHER
 
-    def __len__(self) -> int:
+    @property
+    def tracked(self) -> int:
+        """How many Deployments it remembers a state of."""
         return len(self._passed)

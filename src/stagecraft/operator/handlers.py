@@ -15,7 +15,8 @@ from typing import Any
 import kopf
 
 from .conditions import RECONCILING, Reason
-from .deployment_changes import DecisiveChanges
+from .deployment_changes import Change, DecisiveChanges
+from .lanes import ReconcileLanes, Urgency
 from .manifests import MANAGED_BY, MANAGED_BY_LABEL
 from .models import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from .reconcile import Reconciler
@@ -79,6 +80,11 @@ def finished_or_gone(body: Mapping[str, Any], type: str | None, **_: Any) -> boo
     return type == "DELETED" or job_finished(body)
 
 
+# Threads for the reconciles that watched objects start (lanes.py): few, because the operator
+# is bound by its one interpreter's CPU when many Deployments move at once, not by waiting.
+RECONCILE_THREADS = 4
+
+
 def register_handlers(
     registry: kopf.OperatorRegistry, reconciler: Reconciler, *, resync_seconds: float = 5.0
 ) -> None:
@@ -94,10 +100,16 @@ def register_handlers(
         if namespace and name:
             reconciler.reconcile(namespace, name, body)
 
-    def follow_job(body: kopf.Body, namespace: str | None, **_: Any) -> None:
+    lanes = ReconcileLanes(reconciler.reconcile, RECONCILE_THREADS)
+
+    async def follow_job(body: kopf.Body, namespace: str | None, **_: Any) -> None:
         owner = owning_resource(body)
         if namespace and owner:
-            reconciler.reconcile(namespace, owner)
+            lanes.request(Urgency.ENDED, namespace, owner)
+
+    @kopf.on.cleanup(registry=registry)
+    async def stop_lanes(**_: Any) -> None:
+        lanes.stop()
 
     for on_change, handler_id in (
         (kopf.on.create, "reconcile-created"),
@@ -128,15 +140,17 @@ def register_handlers(
         id="job",
         when=finished_or_gone,
     )(follow_job)
-    _follow_sources(registry, reconciler)
+    _follow_sources(registry, reconciler, lanes)
     _release_gate_on_deletion(registry, reconciler)
 
 
-def _follow_sources(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> None:
+def _follow_sources(
+    registry: kopf.OperatorRegistry, reconciler: Reconciler, lanes: ReconcileLanes
+) -> None:
     """A new image in the Deployment, or new files in the ConfigMap, is a new target: the
     resources that take their files from it are reconciled when it changes (or appears)."""
 
-    def index_sources(
+    async def index_sources(
         namespace: str | None, name: str | None, spec: kopf.Spec, **_: Any
     ) -> dict[tuple[str | None, str, str], str]:
         return {(namespace, kind, source): str(name) for kind, source in sources_of(spec)}
@@ -144,7 +158,7 @@ def _follow_sources(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> 
     kopf.index(GROUP, VERSION, PLURAL, registry=registry, id=SOURCES_INDEX)(index_sources)
 
     def reconcile_users(kind: str, changes: DecisiveChanges | None = None) -> Any:
-        def reconcile_users_of_source(
+        async def reconcile_users_of_source(
             namespace: str | None,
             name: str | None,
             type: str | None,
@@ -155,10 +169,14 @@ def _follow_sources(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> 
             users = set(index.get((namespace, kind, str(name)), []))
             if not users or not namespace:
                 return
-            if changes is not None and not changes.passes(namespace, name, type, body):
+            change = (
+                Change.OTHER if changes is None else changes.change(namespace, name, type, body)
+            )
+            if change is None:
                 return
+            urgency = Urgency.ENDED if change is Change.ROLLOUT_ENDED else Urgency.CHANGED
             for resource in users:
-                reconciler.reconcile(namespace, resource)
+                lanes.request(urgency, namespace, resource)
 
         return reconcile_users_of_source
 

@@ -130,7 +130,13 @@ def register_webhooks(
         id=VALIDATE_HANDLER_ID,
         operations=["CREATE", "UPDATE"],
     )(reject_invalid_spec)
-    kopf.index(GROUP, VERSION, PLURAL, registry=registry, id=GATES_INDEX)(index_gates)
+
+    async def index_gates_on_the_loop(**kwargs: Any) -> dict[GateKey, Gate]:
+        """A coroutine: kopf runs plain functions on its thread pool, where each of a
+        resource's events would wait behind the reconciles for a pure computation."""
+        return index_gates(**kwargs)
+
+    kopf.index(GROUP, VERSION, PLURAL, registry=registry, id=GATES_INDEX)(index_gates_on_the_loop)
     kopf.on.mutate(
         "apps",
         "v1",

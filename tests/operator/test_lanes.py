@@ -1,0 +1,131 @@
+"""Reconciles asked for by watched objects: the most urgent first, one per resource."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import pytest
+
+from stagecraft.operator.lanes import ReconcileLanes, Urgency
+
+WAIT_SECONDS = 10.0
+
+
+class Recorder:
+    """A reconcile that records its calls; the first one waits until `go` is set, so that the
+    requests made meanwhile queue up behind it."""
+
+    def __init__(self, calls_expected: int) -> None:
+        self.calls: list[tuple[str, str]] = []
+        self.go = threading.Event()
+        self.done = threading.Semaphore(0)
+        self.calls_expected = calls_expected
+        self.fail_for: set[str] = set()
+
+    def reconcile(self, namespace: str, name: str) -> None:
+        self.go.wait(WAIT_SECONDS)
+        self.calls.append((namespace, name))
+        self.done.release()
+        if name in self.fail_for:
+            raise RuntimeError(f"API error while reconciling {name}")
+
+    def wait_for_calls(self) -> list[tuple[str, str]]:
+        for _ in range(self.calls_expected):
+            assert self.done.acquire(timeout=WAIT_SECONDS), f"only {self.calls} were reconciled"
+        return self.calls
+
+
+def _busy_lanes(recorder: Recorder) -> ReconcileLanes:
+    """One thread, held by a first reconcile of shop/blocker until `go` is set."""
+    lanes = ReconcileLanes(recorder.reconcile, threads=1)
+    lanes.request(Urgency.CHANGED, "shop", "blocker")
+    deadline = time.monotonic() + WAIT_SECONDS
+    while lanes.queued:  # taken by the thread: what is asked now queues up
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    return lanes
+
+
+def test_what_ended_is_reconciled_before_other_changes_in_order_of_asking() -> None:
+    recorder = Recorder(calls_expected=4)
+    lanes = _busy_lanes(recorder)
+
+    lanes.request(Urgency.CHANGED, "shop", "new-image")
+    lanes.request(Urgency.ENDED, "shop", "job-finished")
+    lanes.request(Urgency.ENDED, "shop", "rollout-complete")
+    recorder.go.set()
+
+    assert recorder.wait_for_calls() == [
+        ("shop", "blocker"),
+        ("shop", "job-finished"),
+        ("shop", "rollout-complete"),
+        ("shop", "new-image"),
+    ]
+    lanes.stop()
+
+
+def test_a_resource_already_queued_is_reconciled_once_and_moves_up_when_more_urgent() -> None:
+    recorder = Recorder(calls_expected=4)
+    lanes = _busy_lanes(recorder)
+
+    lanes.request(Urgency.CHANGED, "shop", "first")
+    lanes.request(Urgency.CHANGED, "shop", "db")
+    lanes.request(Urgency.CHANGED, "shop", "db")  # covered by the one queued
+    lanes.request(Urgency.ENDED, "shop", "db")  # moves up, still once
+    lanes.request(Urgency.CHANGED, "blog", "db")  # another namespace, another resource
+    assert lanes.queued == 3
+    recorder.go.set()
+
+    calls = recorder.wait_for_calls()
+    assert calls == [("shop", "blocker"), ("shop", "db"), ("shop", "first"), ("blog", "db")]
+    time.sleep(0.05)
+    assert len(recorder.calls) == 4  # nothing more ran
+    lanes.stop()
+
+
+def test_a_request_while_the_resource_is_being_reconciled_runs_again_after_it() -> None:
+    recorder = Recorder(calls_expected=2)
+    lanes = _busy_lanes(recorder)
+
+    lanes.request(Urgency.CHANGED, "shop", "blocker")  # it changed again while reconciled
+    recorder.go.set()
+
+    assert recorder.wait_for_calls() == [("shop", "blocker"), ("shop", "blocker")]
+    lanes.stop()
+
+
+def test_a_failed_reconcile_is_logged_and_the_lanes_go_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    recorder = Recorder(calls_expected=2)
+    recorder.fail_for = {"broken"}
+    recorder.go.set()
+    lanes = ReconcileLanes(recorder.reconcile, threads=1)
+
+    with caplog.at_level(logging.ERROR, logger="stagecraft.operator.lanes"):
+        lanes.request(Urgency.ENDED, "shop", "broken")
+        lanes.request(Urgency.ENDED, "shop", "fine")
+        calls = recorder.wait_for_calls()
+
+    assert calls == [("shop", "broken"), ("shop", "fine")]
+    assert "Reconciling shop/broken failed" in caplog.text
+    lanes.stop()
+
+
+def test_lanes_start_no_thread_until_asked_and_stop_when_told() -> None:
+    before = {thread.name for thread in threading.enumerate()}
+    recorder = Recorder(calls_expected=1)
+    recorder.go.set()
+    lanes = ReconcileLanes(recorder.reconcile, threads=2, name="lanes-under-test")
+    assert not {t.name for t in threading.enumerate()} - before
+
+    lanes.request(Urgency.CHANGED, "shop", "db")
+    recorder.wait_for_calls()
+    lanes.stop()
+
+    deadline = time.monotonic() + WAIT_SECONDS
+    while any(t.name.startswith("lanes-under-test") for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "the lanes' threads did not stop"
+        time.sleep(0.01)
