@@ -173,6 +173,8 @@ def test_pods_are_read_only_to_see_terminating_ones_before_a_first_run() -> None
     assert not pods_matter(spec, in_flight, None, "t1")  # the Deployment alone says: wait
     assert not pods_matter(spec, _deployment(), run, "t1")  # the target ran: rollout is moot
     assert pods_matter(spec, _deployment(), run, "t2")  # a new target's first run
+    counted = _deployment(terminatingReplicas=0)  # the cluster counts terminating pods
+    assert not pods_matter(spec, counted, None, "t1")
     manual = validate_spec(_spec("manual")).spec
     assert manual is not None
     assert not pods_matter(manual, _deployment(), None, "t1")

@@ -135,7 +135,8 @@ def pods_matter(
     pass over the namespace's pods and was the largest read of a reconcile, and most decisions
     do not look at them: pre_deploy only to find pods that bypassed the gate (the template is
     neither approved nor held paused), post_deploy only for pods still terminating once the
-    Deployment reports its rollout otherwise complete, before the target's first run."""
+    Deployment reports its rollout otherwise complete, before the target's first run, on a
+    cluster that does not count them in `status.terminatingReplicas`."""
     if spec.deployment is None:
         return False
     containers = spec.deployment.containers
@@ -145,6 +146,8 @@ def pods_matter(
         return False
     if last_run is not None and last_run.target_hash == target:
         return False  # the rollout only decides when a target's first run starts
+    if "terminatingReplicas" in (deployment.get("status") or {}):
+        return False  # the cluster counts terminating pods itself (Kubernetes 1.33 and later)
     gate = deployment_gate_hash(deployment, containers)
     return rollout_state(deployment, (), gate_hash=gate, current_hash=gate).complete
 
