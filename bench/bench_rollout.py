@@ -78,14 +78,10 @@ PHASE_TIMEOUT = 600.0  # seconds for every application of a phase to get there
 SETTLE_QUIET = 1.0  # seconds without a write (and an idle operator) that count as settled
 IDLE_CPU_SECONDS = 0.05
 TARGET_P99_SECONDS = 1.0  # issue 5
-# The operator as shipped, and with the fix this benchmark proposes (async_webhook_operator.py).
-AS_SHIPPED, ASYNC_WEBHOOKS = "stagecraft", "async-webhooks"
-FEWER_RECONCILES = "fewer-reconciles"  # async webhooks, and Deployment and Job events filtered
-OPERATORS = {
-    AS_SHIPPED: ["-m", "stagecraft.operator"],
-    ASYNC_WEBHOOKS: [str(ROOT / "bench" / "async_webhook_operator.py")],
-    FEWER_RECONCILES: [str(ROOT / "bench" / "filtered_events_operator.py")],
-}
+# The operator as shipped; the variants that proposed fixes to it (async admission handlers,
+# event filters) were retired once the fixes shipped (6b19481, 8a6808b).
+AS_SHIPPED = "stagecraft"
+OPERATORS = {AS_SHIPPED: ["-m", "stagecraft.operator"]}
 SHIP_RETRY_SECONDS = 1.0  # before a refused image update is sent again
 
 
@@ -120,6 +116,7 @@ class ScenarioRun:
     rounds: int = 0
     operator_delay: Samples = field(default_factory=Samples)  # what issue 5 measures
     image_to_job: Samples = field(default_factory=Samples)  # pre_deploy: gate to Job (operator)
+    image_to_release: Samples = field(default_factory=Samples)  # pre_deploy: the whole hold
     job_seconds: Samples = field(default_factory=Samples)  # Job created -> Complete (controller)
     rollout_seconds: Samples = field(default_factory=Samples)  # Deployment controller
     to_last: list[float] = field(default_factory=list)  # image shipped -> the last delay's end
@@ -360,6 +357,8 @@ async def measure_round(bench: Bench, strategy: str, tag: int, run: ScenarioRun)
         ends = recorder.released
         created = [key for key in new if key in recorder.job_created and key in recorder.shipped]
         run.image_to_job.add(recorder.job_created, recorder.shipped, created)
+        released = [key for key in done if key in recorder.shipped]
+        run.image_to_release.add(recorder.released, recorder.shipped, released)
     else:
         late = await bench.wait(recorder.job_created, tag, timeout=timeout)
         done = [key for key in new if key not in late]
@@ -473,67 +472,71 @@ MEASURED = {
 }
 
 
-# Written from the run of 2026-11-28 17:00 UTC (the tables above when it wrote them), py-spy on the
-# operator (`--profile DIR`: the thread holding the GIL) and on the bench's own process, and
-# py-spy dumps of the operator while it was stuck; the tables' tree was cc70776 + this bench.
+# Written from the runs of 2026-11-29 02:00-02:40 UTC on this machine: traces of the operator's
+# handlers and lanes (timestamps printed around each reconcile, not kept), py-spy profiles
+# (`--profile DIR`) and the request counts of the tables; the tree was ad96f16.
 ANALYSIS = """### Where the time goes (issue 5)
 
-**pre_deploy, 200 at once, as shipped: the releases deadlock against the operator's own gate
-webhook.** kopf runs plain-function handlers, the admission handlers included, on one thread
-pool of min(32, cores + 4) threads (6 here; in a pod `os.cpu_count()` is the node's). The
-release is a JSON Patch of the Deployment sent from a reconcile on that pool, and the API server
-calls the gate webhook before it answers that PATCH; the webhook's handler then waits for a pool
-thread. Once every thread is in such a PATCH (the Job events' reconciles and the Deployment
-events' ones both release), nothing answers the webhook: each PATCH waits the webhook's 10 s, is
-refused (failurePolicy Fail), and the next reconcile in the queue takes the thread and does the
-same, while the webhook's calls wait behind them. py-spy dumps minutes into the round found all
-6 threads in `KubeApi.patch_deployment` under `Reconciler._operate_gate` and the operator's CPU
-idle; the image updates sent meanwhile are refused too (the same webhook), 71 of 200 until the
-bench gave up. It starts as soon as as many gated Deployments finish their migrations together
-as the pool has threads, and a release refused with an API error is not retried by a timer
-(docs/decisions.md, known gap 3), so a Deployment can stay paused after its migration succeeded.
-The fix, in `webhooks.py`: `async def` for `gate_deployment` and `reject_invalid_spec`. kopf
-awaits coroutine handlers on its event loop, and both only compute from the in-memory index, so
-they never wait for a thread; "async-webhooks" is exactly that change: every Deployment
-released, no write refused. A test with more gated Deployments than kopf has threads, their
-Jobs completing together, would have caught it (the end-to-end tests have one).
+**The reconciles are short; at 200 at once they queue for the interpreter.** Tracing a
+pre_deploy round at 200 (before the lanes below): a finished Job's event reached its handler
+6 to 20 ms (median) after the emulator stored the Job Complete, its reconcile then ran 30 to
+120 ms (eight requests: the resource, the Deployment, the Job and its pods, the release, the
+status, two Events), and the rest, 1.3 to 2.3 s at the median, it waited for a thread of kopf's
+first-in, first-out pool behind the reconciles of other Deployments' changes. 24 threads
+instead of 6, or a pool of 4 or 16 of its own for finished Jobs, did not shorten it: the
+operator is bound by its one interpreter (3.2 to 3.9 s of CPU per round at 200, in rounds of
+about 5 s, while the emulator and its controllers use the other core), and more threads only
+made each reconcile longer (312 ms median with 16).
 
-**200 at once otherwise: seconds, queueing on two shared cores.** With one Deployment the
-delays are tens of milliseconds. At 200 the operator makes 13 to 15 reconciles per Deployment
-and round (the `GET databasemigrations` row) where 2 matter (the new image, which creates the
-Job, and the Job's completion, which releases it; for post_deploy the rollout's end and the
-Job's). The rest come from the `deployment` event handler, which reconciles every resource that
-reads a Deployment on every write to it: each status write of the rollout, the release, the
-revision annotation; each one reads the resource, the Deployment and its pods. In a profile of
-the pre_deploy round with async webhooks (tree at d2f9256, before issue 4's fixes), 38% of the
-operator's CPU was reconciles (29% inside the kubernetes client: pydantic's `validate_call`
-wrapper, urllib3) and 62% kopf's event loop processing events (`process_resource_event`; its
-progress storage deep-copies each body: 15%) and accepting the webhook's TLS connections (9%:
-the emulator opens one per call, an API server keeps them open). The operator uses 7 to 8 s of
-CPU per round at 200, the emulator (which also plays the 200 rollouts) competes for the same two
-cores, and so did other work during this run (load average up to 5): a Job's completion or a
-rollout's end waits behind everything else. The figures at 200 move with the machine's load: a
-run 10 minutes earlier (load average about 2, partly before issue 4's commits 479787b and
-cc70776) gave p99s of 2.0 s (pre_deploy) and 1.7 s (post_deploy) with async webhooks, 2.8 s and
-1.8 s with fewer reconciles, 1.6 s for post_deploy as shipped. Before the emulator answered
-lists and garbage collection from indexes (bench/rollout_cluster.py), its walks of the whole
-store took 60% of the bench process's samples and the p99s at 200 were about twice as high.
+**What changed on 2026-11-29**, each measured with this bench before it was kept:
 
-"fewer-reconciles" (bench/filtered_events_operator.py) adds the proposed filters: a Deployment's
-event reaches its resources only when their decision can change (images, `spec.paused`, the
-gate's annotations, generation, or the rollout's phase), and a Job's only once it has finished.
-It cuts the requests per Deployment from 50-58 to 23-25 and the operator's CPU per round by a
-fifth to a quarter, but not the p99 at 200 on this machine: kopf still receives and processes
-every event, and the two cores stay shared by the operator, the emulator with its controllers
-and other work. What is left to do, in order:
+1. Deployment events reconcile their resources only when something decided on changed
+   (`operator/deployment_changes.py`: images, `spec.paused`, the gate's annotations,
+   generation, the rollout's phase), and pods are listed only when a decision reads them: API
+   requests per Deployment and round went from 49 to 16 (pre_deploy) and 44 to 14
+   (post_deploy), the operator's CPU per round from 6.9 to about 3.5 s. Alone, this did not
+   move the p99s: the queue was shorter but still first-in, first-out.
+2. The release is written before the status (the rollout waits for the release, not for the
+   record), and a release the API server refuses is retried by the resync timer.
+3. Reconciles asked for by Job and Deployment events go to `operator/lanes.py`: what ended (a
+   Job, a rollout) before changes that start work, one queued reconcile per resource (it reads
+   everything when it starts), and the handlers do not wait for them. Before, a Deployment's
+   rollout-complete event waited behind its own previous event's reconcile, since kopf hands a
+   Deployment's events to its handler one at a time. This brought pre_deploy's median at 200
+   from 1.0-1.9 s to 0.5-0.7 s and its p99 from 1.8-2.3 s to 1.2-1.6 s. It moves waiting,
+   it does not remove it: the whole hold (new image written -> released, the Job's 0.5 s
+   included) was a median of 3.05 s and a p99 of 4.0 s at 200 just before (eb829d1, this
+   bench) and 2.85 s and 4.5 s after, while "new image -> Job created" grew from a p99 of
+   2.2 s to 3.3-3.9 s. That is the order wanted: before its Job starts, the old version runs
+   on the old schema; after the migration, the old version runs on the new one until the
+   release, and a failed migration is reported (Stalled) at once.
 
-1. `async def` for the webhooks (above): without it pre_deploy does not work at this scale;
-2. the Deployment and Job event filters of "fewer-reconciles" in `handlers.py` (the resource's
-   message about a rollout's progress then follows at the resync timer's pace);
-3. measure again where the emulator and other work do not share the operator's cores (kind or a
-   real cluster, or a machine of its own), to tell the operator's own delay at 200 from the
-   machine's: the figures at 200 here are an upper bound of it, and whether 1 and 2 bring the
-   p99 under 1 s is open until then.
+**post_deploy at 200 stays at a p99 of about 1.7 s.** Its 200 rollouts complete within about a
+second of one another, so 200 reconciles that each create a Job (the resource, the Deployment,
+the Job, the status, an Event) arrive together and are served at the rate the interpreter
+allows once kopf's event loop has taken its share: in a profile of that round the event loop
+held the interpreter in 73% of the samples (kopf's processing of each watch event: the diff
+base and progress storage copies of each DatabaseMigration body, the index handlers, the
+PATCHes of its timer's finalizer; the gate webhook's TLS handshakes, which the emulator opens
+per call where an API server keeps connections), the reconciles in 27%. Tried and not kept: the
+resync timer applying to every resource, so that kopf stops adding and removing its finalizer
+each time a resource starts and stops waiting (2 fewer requests per Deployment and round): the
+delays did not move, and every resource would carry kopf's finalizer, which holds a deletion
+for as long as no operator runs.
+
+**Earlier (2026-11-28):** with the admission handlers as plain functions, pre_deploy at 200
+deadlocked: the releases' PATCHes, sent from kopf's thread pool, waited for the gate webhook,
+whose handler waited for a thread of the same pool; the handlers are coroutines since 6b19481.
+Before the emulator answered lists from indexes (bench/rollout_cluster.py), its walks of the
+whole store made the emulator the bottleneck and doubled the p99s at 200.
+
+**What is left, in order:** measure where the emulator and its controllers do not share the
+operator's two cores (a real cluster or kind on a machine of its own), to tell the operator's
+own delay at 200 from this machine's; then, if the p99 at 200 is still over 1 s, cut kopf's
+work per event (watch only the opted-in Deployments with a label selector; one index handler
+instead of two; no timer finalizer), and the reconciler's per-request cost (the kubernetes
+client's validation wrapper and `http.client`'s header parsing are most of a reconcile's
+samples). With one Deployment both delays are a few tens of milliseconds.
 """
 
 
@@ -548,13 +551,21 @@ def delay_table(runs: list[ScenarioRun]) -> str:
             f"| {run.operator} | {run.strategy}: {MEASURED[run.strategy]} | {run.size:,} "
             f"| {run.operator_delay.count} {summary(run.operator_delay)}"
         )
-    for run in runs:
-        if run.image_to_job.values:
-            lines.append(
-                f"| {run.operator} | {PRE_DEPLOY}: new image written (paused by the gate) -> Job "
-                "created "
-                f"| {run.size:,} | {run.image_to_job.count} {summary(run.image_to_job)}"
-            )
+    held = (
+        ("new image written (paused by the gate) -> Job created", "image_to_job"),
+        (
+            "new image written -> Deployment released (the whole hold, Job time included)",
+            "image_to_release",
+        ),
+    )
+    for what, attribute in held:
+        for run in runs:
+            samples: Samples = getattr(run, attribute)
+            if samples.values:
+                lines.append(
+                    f"| {run.operator} | {PRE_DEPLOY}: {what} "
+                    f"| {run.size:,} | {samples.count} {summary(samples)}"
+                )
     return "\n".join(lines)
 
 
@@ -646,18 +657,15 @@ def report(runs: list[ScenarioRun], options: argparse.Namespace, command: str) -
     return f"""{HEADING}
 
 `{command}`: the operator as the chart runs it (`python -m stagecraft.operator`, its gate
-webhook over TLS; "stagecraft" in the tables), and the same with its two admission handlers
-made coroutines (bench/async_webhook_operator.py, "async-webhooks": the fix proposed below),
-and with the event filters proposed below as well (bench/filtered_events_operator.py,
-"fewer-reconciles"), each a process of its own against the tests' API-server emulator in the
-bench's process, which calls the gate on every Deployment create and update as the API server
-does (timeout 10 s, failurePolicy Fail, as the chart installs it). The tests' Deployment
-controller (tests/operator/deployments.py) rolls out {options.replicas}
+webhook over TLS; "stagecraft" in the tables), a process of its own against the tests'
+API-server emulator in the bench's process, which calls the gate on every Deployment create and
+update as the API server does (timeout 10 s, failurePolicy Fail, as the chart installs it). The
+tests' Deployment controller (tests/operator/deployments.py) rolls out {options.replicas}
 replicas per Deployment, one surge pod at a time; a bench-side Job controller marks each
 migration Job Complete {options.job_seconds:g} s after its creation, with a successful run
-document in its pod's termination message (no migration runs: that is the runner's time).
-Each application is a namespace of its own with a Deployment and its DatabaseMigration. The
-new image is shipped to every Deployment at once (concurrent PATCHes over HTTP); with one
+document in its pod's termination message (no migration runs: that is the runner's time). Each
+application is a namespace of its own with a Deployment and its DatabaseMigration. The new
+image is shipped to every Deployment at once (concurrent PATCHes over HTTP); with one
 application it is shipped {options.min_samples} times in a row for as many samples. Every
 moment is the emulator storing the write, taken by a write listener in one process, on one
 clock; post_deploy's "rollout complete" is the first Deployment status that the operator's own
@@ -724,7 +732,7 @@ def main() -> None:
     parser.add_argument(
         "--operators",
         default=",".join(OPERATORS),
-        help=f"of {', '.join(OPERATORS)}: the operator as shipped, and with async webhooks",
+        help=f"of {', '.join(OPERATORS)}: the operator as shipped",
     )
     parser.add_argument(
         "--setup-batch", type=int, default=4, help="applications set up at a time before a round"
