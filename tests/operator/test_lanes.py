@@ -39,7 +39,7 @@ class Recorder:
 
 def _busy_lanes(recorder: Recorder) -> ReconcileLanes:
     """One thread, held by a first reconcile of shop/blocker until `go` is set."""
-    lanes = ReconcileLanes(recorder.reconcile, threads=1)
+    lanes = ReconcileLanes(recorder, threads=1)
     lanes.request(Urgency.CHANGED, "shop", "blocker")
     deadline = time.monotonic() + WAIT_SECONDS
     while lanes.queued:  # taken by the thread: what is asked now queues up
@@ -102,7 +102,7 @@ def test_a_failed_reconcile_is_logged_and_the_lanes_go_on(
     recorder = Recorder(calls_expected=2)
     recorder.fail_for = {"broken"}
     recorder.go.set()
-    lanes = ReconcileLanes(recorder.reconcile, threads=1)
+    lanes = ReconcileLanes(recorder, threads=1)
 
     with caplog.at_level(logging.ERROR, logger="stagecraft.operator.lanes"):
         lanes.request(Urgency.ENDED, "shop", "broken")
@@ -118,7 +118,7 @@ def test_lanes_start_no_thread_until_asked_and_stop_when_told() -> None:
     before = {thread.name for thread in threading.enumerate()}
     recorder = Recorder(calls_expected=1)
     recorder.go.set()
-    lanes = ReconcileLanes(recorder.reconcile, threads=2, name="lanes-under-test")
+    lanes = ReconcileLanes(recorder, threads=2, name="lanes-under-test")
     assert not {t.name for t in threading.enumerate()} - before
 
     lanes.request(Urgency.CHANGED, "shop", "db")

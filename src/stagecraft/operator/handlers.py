@@ -100,7 +100,7 @@ def register_handlers(
         if namespace and name:
             reconciler.reconcile(namespace, name, body)
 
-    lanes = ReconcileLanes(reconciler.reconcile, RECONCILE_THREADS)
+    lanes = ReconcileLanes(reconciler, RECONCILE_THREADS)
 
     async def follow_job(body: kopf.Body, namespace: str | None, **_: Any) -> None:
         owner = owning_resource(body)

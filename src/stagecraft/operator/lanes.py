@@ -26,10 +26,9 @@ import itertools
 import logging
 import queue
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any
+from typing import Protocol
 
 logger = logging.getLogger(__name__)
 
@@ -49,13 +48,15 @@ class _Request:
     superseded: bool = field(default=False, compare=False)
 
 
+class Reconciles(Protocol):
+    def reconcile(self, namespace: str, name: str) -> object: ...
+
+
 class ReconcileLanes:
     """Threads that reconcile the resources asked for, the most urgent first."""
 
-    def __init__(
-        self, reconcile: Callable[[str, str], Any], threads: int, name: str = "reconcile"
-    ) -> None:
-        self._reconcile = reconcile
+    def __init__(self, reconciler: Reconciles, threads: int, name: str = "reconcile") -> None:
+        self._reconciler = reconciler
         self._queue: queue.PriorityQueue[_Request] = queue.PriorityQueue()
         self._sequence = itertools.count()
         self._queued: dict[ResourceKey, _Request] = {}
@@ -109,7 +110,7 @@ class ReconcileLanes:
                 del self._queued[request.resource]
             namespace, name = request.resource
             try:
-                self._reconcile(namespace, name)
+                self._reconciler.reconcile(namespace, name)
             except Exception:
                 logger.exception(
                     "Reconciling %s/%s failed; the next change or timer retries it", namespace, name
