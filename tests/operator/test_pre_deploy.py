@@ -427,6 +427,36 @@ async def test_deleting_the_resource_releases_the_deployment_it_paused(
     await _wait_for("v42 rolled out", lambda: _images_of_pods(cluster) == {V42}, cluster)
 
 
+async def test_moving_to_another_strategy_while_a_template_is_held_releases_it(
+    cluster: Cluster, postgres_url: str, tmp_path: Path
+) -> None:
+    await _serving(cluster, tmp_path, postgres_url)
+    _image(cluster, tmp_path, V42, INVOICES)
+    cluster.jobs.released.clear()
+    await _set_image(cluster, V42)
+    await _wait_for("v42's Job", lambda: len(cluster.jobs_of("shop-db")) == 2, cluster)
+
+    # post_deploy now: the new version rolls out first, and is migrated once it is out.
+    await cluster.patch_spec("shop-db", {"migrations": {"strategy": "post_deploy"}})
+
+    await _wait_for("v42 resumed", lambda: not _deployment(cluster)["spec"].get("paused"), cluster)
+    assert not set(_annotations(_deployment(cluster))) & {
+        PENDING_HASH_ANNOTATION,
+        APPROVED_HASH_ANNOTATION,
+    }
+    await _wait_for("v42 rolled out", lambda: _images_of_pods(cluster) == {V42}, cluster)
+    await _wait_for(
+        "the release reported",
+        lambda: ("GateRemoved", "Warning") in cluster.event_reasons("shop-db"),
+        cluster,
+    )
+    cluster.jobs.released.set()
+    await cluster.wait_for_status(
+        "shop-db", lambda status: condition_of(status, "Ready").get("status") == "True"
+    )
+    assert "invoices" in _tables(postgres_url)
+
+
 async def test_an_operator_restart_mid_gate_resumes_and_releases(
     cluster: Cluster, postgres_url: str, tmp_path: Path
 ) -> None:

@@ -53,6 +53,9 @@ class EventReason(StrEnum):
     RUN_FAILED = "RunFailed"
     DEPLOYMENT_RELEASED = "DeploymentReleased"  # pre_deploy: the migrated template rolls out
     RESUME_REFUSED = "ResumeRefused"  # pre_deploy: a resume while pending was paused again
+    # pre_deploy no longer applies (another strategy or Deployment) while a template was held:
+    # it was released without its migration
+    GATE_REMOVED = "GateRemoved"
     RUN_REQUEST_REFUSED = "RunRequestRefused"  # a run request bound to a plan that is not current
 
 

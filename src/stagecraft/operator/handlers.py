@@ -198,22 +198,54 @@ def gates_a_deployment(spec: kopf.Spec, **_: Any) -> bool:
 RELEASE_RETRY_DELAY = 1.0
 
 
+def stopped_gating(old: Any, new: Any, **_: Any) -> bool:
+    """An update after which the resource no longer gates a Deployment it gated: its strategy
+    is no longer pre_deploy, or it names another Deployment."""
+    before = index_gates(None, "any", (old or {}).get("spec") or {})
+    after = index_gates(None, "any", (new or {}).get("spec") or {})
+    return bool(set(before) - set(after))
+
+
+def _gated_by_another(index: Mapping[Any, Any], namespace: str, name: str, spec: Any) -> bool:
+    deployment = str((spec.get("deployment") or {}).get("name"))
+    gates: list[tuple[str, tuple[str, ...]]] = list(index.get((namespace, deployment), []))
+    return any(resource != name for resource, _ in gates)
+
+
 def _release_gate_on_deletion(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> None:
     """A finalizer: a deleted pre_deploy resource releases the Deployment it paused (unless
     another pre_deploy resource still gates it), so no Deployment stays paused for a resource
-    that no longer exists."""
+    that no longer exists. The same goes for a resource that stops gating it (another strategy
+    or Deployment): the webhook no longer holds that Deployment, and nothing else would."""
 
     def release_deployment(
         namespace: str | None, name: str | None, spec: kopf.Spec, **kwargs: Any
     ) -> None:
         if not namespace or not name:
             return
-        index: Mapping[Any, Any] = kwargs.get(GATES_INDEX) or {}
-        deployment = str((spec.get("deployment") or {}).get("name"))
-        gates: list[tuple[str, tuple[str, ...]]] = list(index.get((namespace, deployment), []))
-        if any(resource != name for resource, _ in gates):
+        if _gated_by_another(kwargs.get(GATES_INDEX) or {}, namespace, name, spec):
             return  # another resource gates it and will release it
-        if not reconciler.release_on_deletion(namespace, name, dict(spec)):
+        if not reconciler.release_gate(namespace, name, dict(spec)):
+            raise kopf.TemporaryError(
+                "the Deployment changed; releasing it again", delay=RELEASE_RETRY_DELAY
+            )
+
+    def release_ungated_deployment(
+        namespace: str | None,
+        name: str | None,
+        old: Any,
+        new: Any,
+        body: kopf.Body,
+        **kwargs: Any,
+    ) -> None:
+        spec = dict((old or {}).get("spec") or {})
+        if not namespace or not name:
+            return
+        if _gated_by_another(kwargs.get(GATES_INDEX) or {}, namespace, name, spec):
+            return
+        strategy = (((new or {}).get("spec") or {}).get("migrations") or {}).get("strategy")
+        why = f"DatabaseMigration {name} is no longer pre_deploy for it (strategy {strategy})"
+        if not reconciler.release_gate(namespace, name, spec, body, why):
             raise kopf.TemporaryError(
                 "the Deployment changed; releasing it again", delay=RELEASE_RETRY_DELAY
             )
@@ -227,3 +259,12 @@ def _release_gate_on_deletion(registry: kopf.OperatorRegistry, reconciler: Recon
         when=gates_a_deployment,
         backoff=API_ERROR_BACKOFF,
     )(release_deployment)
+    kopf.on.update(
+        GROUP,
+        VERSION,
+        PLURAL,
+        registry=registry,
+        id="release-ungated-deployment",
+        when=stopped_gating,
+        backoff=API_ERROR_BACKOFF,
+    )(release_ungated_deployment)

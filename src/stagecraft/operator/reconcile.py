@@ -19,7 +19,9 @@ from .conditions import EventReason, Phase, Reason, Verdict, updated_conditions
 from .gate import (
     approve_patch,
     clear_resume_refused_patch,
+    deployment_gate_hash,
     forget_gate_patch,
+    held_note,
     release_patch,
 )
 from .manifests import (
@@ -386,15 +388,38 @@ class Reconciler:
             return replace(decision, verdict=verdict)
         return decision
 
-    def release_on_deletion(self, namespace: str, name: str, spec: dict[str, Any]) -> bool:
-        """The resource is being deleted: the Deployment it gates loses the gate's annotations
-        and resumes if it paused it. False when the Deployment changed meanwhile (try again)."""
+    def release_gate(
+        self,
+        namespace: str,
+        name: str,
+        spec: dict[str, Any],
+        involved: Mapping[str, Any] | None = None,
+        why: str = "",
+    ) -> bool:
+        """The resource no longer gates the Deployment of `spec` (it is being deleted, or moved
+        to another strategy or Deployment): the Deployment loses the gate's annotations and
+        resumes if a template was held. A Warning Event on `involved` says so when a held
+        template is released unmigrated. False when the Deployment changed meanwhile (try
+        again)."""
         with self._lock_for(namespace, name):
             validated = validate_spec(spec).spec
             if validated is None or validated.deployment is None:
                 return True
-            deployment = self.cluster.deployment(namespace, validated.deployment.name)
+            reference = validated.deployment
+            deployment = self.cluster.deployment(namespace, reference.name)
             operations = forget_gate_patch(deployment) if deployment is not None else []
-            if not operations:
+            if deployment is None or not operations:
                 return True
-            return self.cluster.patch_deployment(namespace, validated.deployment.name, operations)
+            held = held_note(deployment, reference.containers) is not None
+            if not self.cluster.patch_deployment(namespace, reference.name, operations):
+                return False
+            if held and involved is not None:
+                gate = deployment_gate_hash(deployment, reference.containers)
+                message = (
+                    f"released Deployment {reference.name}: {why}; its template {gate} rolls out "
+                    "without waiting for its migration"
+                )
+                self.cluster.record_event(
+                    dict(involved), "Warning", EventReason.GATE_REMOVED, message
+                )
+            return True

@@ -44,7 +44,7 @@ Gate = tuple[str, tuple[str, ...]]  # the DatabaseMigration's name, the containe
 
 
 def index_gates(
-    namespace: str | None, name: str | None, spec: kopf.Spec, **kwargs: Any
+    namespace: str | None, name: str | None, spec: Mapping[str, Any], **kwargs: Any
 ) -> dict[GateKey, Gate]:
     """The Deployments that pre_deploy resources gate, as the webhook must find them.
 
