@@ -418,6 +418,10 @@ async def ship(narrator: Narrator, version: str, *, create: bool = False) -> boo
     replicas = manifest("deployment.yaml")["spec"]["replicas"]
     done = lambda: pods_summary(cluster) == f"{replicas} x {version} ready"  # noqa: E731
     await wait_for(f"{version} serving", done, narrator)
+    # The operator releases first and records the run right after (the rollout waits for the
+    # release, not for the record): the story moves on once both are told.
+    ready = lambda: condition(cluster, "Ready").get("status") == "True"  # noqa: E731
+    await wait_for("the resource to be Ready", ready, narrator)
     say(f"{GREEN('rolled out')}: every pod now runs {version}")
     return True
 

@@ -143,6 +143,16 @@ async def _serving(cluster: Cluster, root: Path, database_url: str) -> None:
     await _wait_for("v41 approved", _released_with(cluster, V41), cluster)
 
 
+async def _v42_held_by_its_migration(cluster: Cluster, root: Path, database_url: str) -> None:
+    """v41 serving, v42 shipped and held paused while its migration Job waits (released by
+    `cluster.jobs.released.set()`)."""
+    await _serving(cluster, root, database_url)
+    _image(cluster, root, V42, INVOICES)
+    cluster.jobs.released.clear()
+    await _set_image(cluster, V42)
+    await _wait_for("v42's Job", lambda: len(cluster.jobs_of("shop-db")) == 2, cluster)
+
+
 def _ready_for(image: str) -> Callable[[dict[str, Any]], bool]:
     def ready(status: dict[str, Any]) -> bool:
         return condition_of(status, "Ready").get("status") == "True" and bool(
@@ -254,11 +264,7 @@ async def test_a_failed_migration_keeps_the_old_version_serving_and_stalls(
 async def test_a_release_the_api_server_refuses_is_reported_and_tried_again(
     cluster: Cluster, postgres_url: str, tmp_path: Path
 ) -> None:
-    await _serving(cluster, tmp_path, postgres_url)
-    _image(cluster, tmp_path, V42, INVOICES)
-    cluster.jobs.released.clear()
-    await _set_image(cluster, V42)
-    await _wait_for("v42's Job", lambda: len(cluster.jobs_of("shop-db")) == 2, cluster)
+    await _v42_held_by_its_migration(cluster, tmp_path, postgres_url)
     # A second webhook on Deployments that nobody answers, failurePolicy Fail: the API server
     # refuses every Deployment write with a 500 while it is registered.
     port = free_port()  # nothing listens there
@@ -405,11 +411,7 @@ async def test_a_manual_resume_while_pending_is_paused_again_and_recorded(
 async def test_deleting_the_resource_releases_the_deployment_it_paused(
     cluster: Cluster, postgres_url: str, tmp_path: Path
 ) -> None:
-    await _serving(cluster, tmp_path, postgres_url)
-    _image(cluster, tmp_path, V42, INVOICES)
-    cluster.jobs.released.clear()
-    await _set_image(cluster, V42)
-    await _wait_for("v42's Job", lambda: len(cluster.jobs_of("shop-db")) == 2, cluster)
+    await _v42_held_by_its_migration(cluster, tmp_path, postgres_url)
 
     custom = cluster.api._custom
     await asyncio.to_thread(
@@ -430,11 +432,7 @@ async def test_deleting_the_resource_releases_the_deployment_it_paused(
 async def test_moving_to_another_strategy_while_a_template_is_held_releases_it(
     cluster: Cluster, postgres_url: str, tmp_path: Path
 ) -> None:
-    await _serving(cluster, tmp_path, postgres_url)
-    _image(cluster, tmp_path, V42, INVOICES)
-    cluster.jobs.released.clear()
-    await _set_image(cluster, V42)
-    await _wait_for("v42's Job", lambda: len(cluster.jobs_of("shop-db")) == 2, cluster)
+    await _v42_held_by_its_migration(cluster, tmp_path, postgres_url)
 
     # post_deploy now: the new version rolls out first, and is migrated once it is out.
     await cluster.patch_spec("shop-db", {"migrations": {"strategy": "post_deploy"}})
@@ -460,11 +458,7 @@ async def test_moving_to_another_strategy_while_a_template_is_held_releases_it(
 async def test_an_operator_restart_mid_gate_resumes_and_releases(
     cluster: Cluster, postgres_url: str, tmp_path: Path
 ) -> None:
-    await _serving(cluster, tmp_path, postgres_url)
-    _image(cluster, tmp_path, V42, INVOICES)
-    cluster.jobs.released.clear()
-    await _set_image(cluster, V42)
-    await _wait_for("v42's Job", lambda: len(cluster.jobs_of("shop-db")) == 2, cluster)
+    await _v42_held_by_its_migration(cluster, tmp_path, postgres_url)
 
     await cluster.restart_operator()
     cluster.jobs.released.set()
