@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 
 from stagecraft.operator.gate import (
     APPROVED_HASH_ANNOTATION,
@@ -261,8 +262,9 @@ async def test_a_failed_migration_keeps_the_old_version_serving_and_stalls(
     assert _images_of_pods(cluster) == {V41}  # the old version keeps serving
 
 
+@pytest.mark.parametrize("restart", [False, True], ids=["same operator", "operator restarted"])
 async def test_a_release_the_api_server_refuses_is_reported_and_tried_again(
-    cluster: Cluster, postgres_url: str, tmp_path: Path
+    cluster: Cluster, postgres_url: str, tmp_path: Path, restart: bool
 ) -> None:
     await _v42_held_by_its_migration(cluster, tmp_path, postgres_url)
     # A second webhook on Deployments that nobody answers, failurePolicy Fail: the API server
@@ -290,6 +292,8 @@ async def test_a_release_the_api_server_refuses_is_reported_and_tried_again(
     assert "HTTP 500" in condition_of(status, "Reconciling")["message"]
     assert _deployment(cluster)["spec"]["paused"] is True
     assert _images_of_pods(cluster) == {V41}
+    if restart:  # the new operator finds the release still to do
+        await cluster.restart_operator()
     cluster.emulator.mutating_webhooks.remove(unreachable)  # the API server recovers
     await _wait_for("v42 released", _released_with(cluster, V42), cluster)
     await cluster.wait_for_status(
@@ -429,13 +433,18 @@ async def test_deleting_the_resource_releases_the_deployment_it_paused(
     await _wait_for("v42 rolled out", lambda: _images_of_pods(cluster) == {V42}, cluster)
 
 
+@pytest.mark.parametrize("while_down", [False, True], ids=["operator up", "operator down"])
 async def test_moving_to_another_strategy_while_a_template_is_held_releases_it(
-    cluster: Cluster, postgres_url: str, tmp_path: Path
+    cluster: Cluster, postgres_url: str, tmp_path: Path, while_down: bool
 ) -> None:
     await _v42_held_by_its_migration(cluster, tmp_path, postgres_url)
 
     # post_deploy now: the new version rolls out first, and is migrated once it is out.
+    if while_down:  # the next operator finds the change (kopf compares with what it handled)
+        await cluster.stop_operator()
     await cluster.patch_spec("shop-db", {"migrations": {"strategy": "post_deploy"}})
+    if while_down:
+        await cluster.start_operator()
 
     await _wait_for("v42 resumed", lambda: not _deployment(cluster)["spec"].get("paused"), cluster)
     assert not set(_annotations(_deployment(cluster))) & {
