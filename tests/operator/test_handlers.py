@@ -6,6 +6,7 @@ from stagecraft.operator.handlers import (
     finished_or_gone,
     owning_resource,
     sources_of,
+    stopped_gating,
     waits_on_time_or_a_job,
 )
 
@@ -67,3 +68,15 @@ def test_a_job_is_followed_once_finished_or_deleted() -> None:
     assert finished_or_gone(running, type="DELETED")
     assert finished_or_gone(complete, type="MODIFIED")
     assert finished_or_gone(complete, type=None)
+
+
+def test_a_resource_stops_gating_when_it_leaves_pre_deploy_or_its_deployment() -> None:
+    def spec(strategy: str, deployment: str = "shop-api") -> dict[str, object]:
+        return {"spec": {"migrations": {"strategy": strategy}, "deployment": {"name": deployment}}}
+
+    assert stopped_gating(old=spec("pre_deploy"), new=spec("post_deploy"))
+    assert stopped_gating(old=spec("pre_deploy"), new=spec("manual"))
+    assert stopped_gating(old=spec("pre_deploy"), new=spec("pre_deploy", "worker"))
+    assert not stopped_gating(old=spec("pre_deploy"), new=spec("pre_deploy"))
+    assert not stopped_gating(old=spec("post_deploy"), new=spec("pre_deploy"))
+    assert not stopped_gating(old=None, new=spec("pre_deploy"))

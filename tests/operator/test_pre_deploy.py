@@ -457,6 +457,13 @@ async def test_moving_to_another_strategy_while_a_template_is_held_releases_it(
         lambda: ("GateRemoved", "Warning") in cluster.event_reasons("shop-db"),
         cluster,
     )
+    (removed,) = [
+        event["message"]
+        for event in cluster.emulator.stored_objects("", "events", NAMESPACE)
+        if event["reason"] == "GateRemoved"
+    ]
+    assert "DatabaseMigration shop-db is now post_deploy, no longer pre_deploy" in removed
+    assert f"its template {_gate_hash_of(V42)} rolls out without waiting" in removed
     cluster.jobs.released.set()
     await cluster.wait_for_status(
         "shop-db", lambda status: condition_of(status, "Ready").get("status") == "True"

@@ -1,10 +1,11 @@
 """kopf registrations: thin handlers that hand every change to the Reconciler.
 
 A DatabaseMigration is reconciled when it is created, changed or found at startup, and by a timer
-while a retry is scheduled or a Job is in flight; a Job the operator made is followed through its
-owner once it has finished, so its result reaches the owner's status at once. Registration takes
-the registry and the Reconciler as arguments: no module globals, and each test runs its own
-operator.
+while a retry is scheduled, a Job is in flight or it waits on its Deployment. A Job the operator
+made is followed through its owner once it has finished, and a Deployment or ConfigMap through
+the resources that read it when something they decide on changed: those reconciles are asked of
+lanes.py, by urgency. Registration takes the registry and the Reconciler as arguments: no module
+globals, and each test runs its own operator.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 import kopf
 
+from ..config import Strategy
 from .conditions import RECONCILING, Reason
 from .deployment_changes import Change, DecisiveChanges
 from .lanes import ReconcileLanes, Urgency
@@ -140,13 +142,11 @@ def register_handlers(
         id="job",
         when=finished_or_gone,
     )(follow_job)
-    _follow_sources(registry, reconciler, lanes)
-    _release_gate_on_deletion(registry, reconciler)
+    _follow_sources(registry, lanes)
+    _release_gates(registry, reconciler)
 
 
-def _follow_sources(
-    registry: kopf.OperatorRegistry, reconciler: Reconciler, lanes: ReconcileLanes
-) -> None:
+def _follow_sources(registry: kopf.OperatorRegistry, lanes: ReconcileLanes) -> None:
     """A new image in the Deployment, or new files in the ConfigMap, is a new target: the
     resources that take their files from it are reconciled when it changes (or appears)."""
 
@@ -206,13 +206,23 @@ def stopped_gating(old: Any, new: Any, **_: Any) -> bool:
     return bool(set(before) - set(after))
 
 
+def _what_changed(new: Any) -> str:
+    """Why a resource no longer gates the Deployment it gated, for the Event."""
+    spec = (new or {}).get("spec") or {}
+    strategy = (spec.get("migrations") or {}).get("strategy", Strategy.PRE_DEPLOY.value)
+    if strategy != Strategy.PRE_DEPLOY.value:
+        return f"is now {strategy}, no longer pre_deploy"
+    deployment = (spec.get("deployment") or {}).get("name")
+    return f"now gates Deployment {deployment}" if deployment else "names no Deployment any more"
+
+
 def _gated_by_another(index: Mapping[Any, Any], namespace: str, name: str, spec: Any) -> bool:
     deployment = str((spec.get("deployment") or {}).get("name"))
     gates: list[tuple[str, tuple[str, ...]]] = list(index.get((namespace, deployment), []))
     return any(resource != name for resource, _ in gates)
 
 
-def _release_gate_on_deletion(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> None:
+def _release_gates(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> None:
     """A finalizer: a deleted pre_deploy resource releases the Deployment it paused (unless
     another pre_deploy resource still gates it), so no Deployment stays paused for a resource
     that no longer exists. The same goes for a resource that stops gating it (another strategy
@@ -243,8 +253,7 @@ def _release_gate_on_deletion(registry: kopf.OperatorRegistry, reconciler: Recon
             return
         if _gated_by_another(kwargs.get(GATES_INDEX) or {}, namespace, name, spec):
             return
-        strategy = (((new or {}).get("spec") or {}).get("migrations") or {}).get("strategy")
-        why = f"DatabaseMigration {name} is no longer pre_deploy for it (strategy {strategy})"
+        why = f"DatabaseMigration {name} {_what_changed(new)}"
         if not reconciler.release_gate(namespace, name, spec, body, why):
             raise kopf.TemporaryError(
                 "the Deployment changed; releasing it again", delay=RELEASE_RETRY_DELAY
