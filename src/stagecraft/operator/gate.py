@@ -196,9 +196,14 @@ def forget_gate_patch(deployment: Mapping[str, Any]) -> list[dict[str, Any]]:
                 {"op": "test", "path": path, "value": annotations[key]},
                 {"op": "remove", "path": path},
             ]
-    if PENDING_HASH_ANNOTATION in annotations and is_paused(deployment):
+    if holds_a_template(deployment):
         operations.append({"op": "add", "path": "/spec/paused", "value": False})
     return operations
+
+
+def holds_a_template(deployment: Mapping[str, Any]) -> bool:
+    """The gate paused this Deployment for a template that waits for its migration."""
+    return PENDING_HASH_ANNOTATION in annotations_of(deployment) and is_paused(deployment)
 
 
 def under_gate(deployment: Mapping[str, Any]) -> bool:

@@ -21,7 +21,7 @@ from .gate import (
     clear_resume_refused_patch,
     deployment_gate_hash,
     forget_gate_patch,
-    held_note,
+    holds_a_template,
     release_patch,
 )
 from .manifests import (
@@ -410,7 +410,7 @@ class Reconciler:
             operations = forget_gate_patch(deployment) if deployment is not None else []
             if deployment is None or not operations:
                 return True
-            held = held_note(deployment, reference.containers) is not None
+            held = holds_a_template(deployment)
             if not self.cluster.patch_deployment(namespace, reference.name, operations):
                 return False
             if held and involved is not None:
