@@ -70,7 +70,7 @@ class DecisiveChanges:
 
     def __init__(self) -> None:
         self._passed: dict[tuple[str | None, str | None], DecisiveState] = {}
-        self._guard = threading.Lock()  # kopf may run event handlers on several threads
+        self._guard = threading.Lock()  # the handler runs on the event loop; kept safe for threads
 
     def change(
         self, namespace: str | None, name: str | None, event_type: str | None, body: Any
