@@ -129,3 +129,24 @@ def test_lanes_start_no_thread_until_asked_and_stop_when_told() -> None:
     while any(t.name.startswith("lanes-under-test") for t in threading.enumerate()):
         assert time.monotonic() < deadline, "the lanes' threads did not stop"
         time.sleep(0.01)
+
+
+def test_the_queue_length_is_reported_as_it_changes() -> None:
+    recorder = Recorder(calls_expected=3)
+    reported: list[int] = []
+    lanes = ReconcileLanes(recorder, threads=1, report_queued=reported.append)
+    lanes.request(Urgency.CHANGED, "shop", "blocker")
+    deadline = time.monotonic() + WAIT_SECONDS
+    while lanes.queued:
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+
+    lanes.request(Urgency.CHANGED, "shop", "a")
+    lanes.request(Urgency.CHANGED, "shop", "b")
+    lanes.request(Urgency.CHANGED, "shop", "a")  # already queued: no change to report
+    assert reported == [1, 0, 1, 2]
+    recorder.go.set()
+    recorder.wait_for_calls()
+
+    assert reported == [1, 0, 1, 2, 1, 0]
+    lanes.stop()

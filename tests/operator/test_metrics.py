@@ -44,6 +44,14 @@ def test_pending_gauge_is_absent_when_unknown() -> None:
     assert not any(line.startswith("stagecraft_pending_migrations{") for line in _lines(metrics))
 
 
+def test_reconciles_waiting_for_a_thread_are_a_gauge() -> None:
+    metrics = OperatorMetrics()
+    assert "stagecraft_reconciles_queued 0" in _lines(metrics)
+    metrics.reconciles_queued(37)
+    assert "# TYPE stagecraft_reconciles_queued gauge" in _lines(metrics)
+    assert "stagecraft_reconciles_queued 37" in _lines(metrics)
+
+
 def test_label_values_are_escaped() -> None:
     metrics = OperatorMetrics()
     metrics.run_started('we"ird\\', "shop")

@@ -102,7 +102,11 @@ def register_handlers(
         if namespace and name:
             reconciler.reconcile(namespace, name, body)
 
-    lanes = ReconcileLanes(reconciler, RECONCILE_THREADS)
+    def report_queued(count: int) -> None:
+        # Looked up when called: a registry is also built with a placeholder (tests/chart).
+        reconciler.metrics.reconciles_queued(count)
+
+    lanes = ReconcileLanes(reconciler, RECONCILE_THREADS, report_queued=report_queued)
 
     async def follow_job(body: kopf.Body, namespace: str | None, **_: Any) -> None:
         owner = owning_resource(body)

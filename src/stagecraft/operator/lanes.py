@@ -26,6 +26,7 @@ import itertools
 import logging
 import queue
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Protocol
@@ -55,8 +56,15 @@ class Reconciles(Protocol):
 class ReconcileLanes:
     """Threads that reconcile the resources asked for, the most urgent first."""
 
-    def __init__(self, reconciler: Reconciles, threads: int, name: str = "reconcile") -> None:
+    def __init__(
+        self,
+        reconciler: Reconciles,
+        threads: int,
+        name: str = "reconcile",
+        report_queued: Callable[[int], object] = lambda _: None,
+    ) -> None:
         self._reconciler = reconciler
+        self._report_queued = report_queued  # told the count whenever it changes
         self._queue: queue.PriorityQueue[_Request] = queue.PriorityQueue()
         self._sequence = itertools.count()
         self._queued: dict[ResourceKey, _Request] = {}
@@ -80,6 +88,7 @@ class ReconcileLanes:
                 queued.superseded = True  # moves up: queued again below, more urgent
             request = _Request(int(urgency), next(self._sequence), key)
             self._queued[key] = request
+            self._report_queued(len(self._queued))
         self._queue.put(request)
 
     def stop(self) -> None:
@@ -108,6 +117,7 @@ class ReconcileLanes:
                 if request.superseded:
                     continue
                 del self._queued[request.resource]
+                self._report_queued(len(self._queued))
             namespace, name = request.resource
             try:
                 self._reconciler.reconcile(namespace, name)

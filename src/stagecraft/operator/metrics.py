@@ -1,8 +1,10 @@
 """Prometheus metrics of the operator, in the text exposition format, without a client library.
 
-Five series are all the operator needs, so they are kept here in a few lines instead of adding a
+Six series are all the operator needs, so they are kept here in a few lines instead of adding a
 dependency: runs started, succeeded and failed (by engine and namespace), a histogram of each
-applied migration's duration (by engine), and the pending migrations of each resource when known.
+applied migration's duration (by engine), the pending migrations of each resource when known, and
+the reconciles waiting for a thread (lanes.py: a queue that stays long is an operator that cannot
+keep up).
 The reconciler records through `RunMetrics`; `serve_metrics` exposes them on /metrics.
 """
 
@@ -46,6 +48,8 @@ class RunMetrics(Protocol):
 
     def pending(self, namespace: str, name: str, count: int | None) -> None: ...
 
+    def reconciles_queued(self, count: int) -> None: ...
+
 
 class OperatorMetrics:
     def __init__(self, buckets: Sequence[float] = DURATION_BUCKETS) -> None:
@@ -58,6 +62,7 @@ class OperatorMetrics:
         self._buckets = tuple(sorted(buckets))
         self._histogram: dict[Labels, list[float]] = {}  # bucket counts, then sum and count
         self._pending: dict[Labels, float] = {}
+        self._queued = 0
 
     def _count(self, name: str, labels: Labels) -> None:
         series = self._counters[name]
@@ -95,6 +100,10 @@ class OperatorMetrics:
             else:
                 self._pending[labels] = count
 
+    def reconciles_queued(self, count: int) -> None:
+        with self._lock:
+            self._queued = count
+
     def render(self) -> str:
         lines: list[str] = []
         with self._lock:
@@ -115,6 +124,12 @@ class OperatorMetrics:
             lines += [
                 f"stagecraft_pending_migrations{_labels_text(labels)} {_number(value)}"
                 for labels, value in sorted(self._pending.items())
+            ]
+            lines += [
+                "# HELP stagecraft_reconciles_queued Reconciles asked for by watched objects that "
+                "wait for a thread.",
+                "# TYPE stagecraft_reconciles_queued gauge",
+                f"stagecraft_reconciles_queued {self._queued}",
             ]
         return "\n".join(lines) + "\n"
 
