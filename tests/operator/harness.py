@@ -30,6 +30,7 @@ from stagecraft.operator.metrics import OperatorMetrics
 from stagecraft.operator.models import GROUP, KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION
 from stagecraft.operator.planner import RetryPolicy
 from stagecraft.operator.reconcile import Reconciler, ReconcilerSettings
+from stagecraft.operator.warmup import Warmup
 from stagecraft.operator.webhooks import GATE_HANDLER_ID
 from tests.operator.controllers import JobController
 from tests.operator.deployments import DeploymentController
@@ -86,9 +87,13 @@ class OperatorThread:
     _ready: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     errors: list[BaseException] = field(default_factory=list)
+    liveness_port: int | None = None  # kopf's /healthz on loopback, as the chart probes it
+    warmup: Warmup | None = None
 
     def start(self) -> None:
-        registry = build_registry(self.reconciler, resync_seconds=RESYNC_SECONDS)
+        registry = build_registry(
+            self.reconciler, resync_seconds=RESYNC_SECONDS, warmup=self.warmup
+        )
         server = self.server
 
         def login(**_: Any) -> kopf.ConnectionInfo:
@@ -106,6 +111,11 @@ class OperatorThread:
                         standalone=True,
                         stop_flag=self._stop,
                         ready_flag=self._ready,
+                        liveness_endpoint=(
+                            f"http://127.0.0.1:{self.liveness_port}/healthz"
+                            if self.liveness_port
+                            else None
+                        ),
                     )
                 )
             except BaseException as error:  # reported by the fixture, not lost in the thread
@@ -145,10 +155,17 @@ class Cluster:
     async def stop_operator(self) -> None:
         await asyncio.to_thread(self.operator.stop)
 
-    async def start_operator(self) -> None:
+    async def start_operator(
+        self, liveness_port: int | None = None, warmup: Warmup | None = None
+    ) -> None:
         """A new operator, after `stop_operator`: it finds the cluster as the last one left it."""
         self.emulator.served_watches.clear()
-        self.operator = OperatorThread(self.operator.server, _reconciler(self.api, self.metrics))
+        self.operator = OperatorThread(
+            self.operator.server,
+            _reconciler(self.api, self.metrics),
+            liveness_port=liveness_port,
+            warmup=warmup,
+        )
         self.operator.start()
         await _wait_until_watching(self.emulator, WATCHED)
         await _wait_until_serving(self.operator.webhook_port)

@@ -23,6 +23,7 @@ from .manifests import MANAGED_BY, MANAGED_BY_LABEL
 from .models import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from .reconcile import Reconciler
 from .runs import job_finished
+from .warmup import Warmup
 from .webhooks import GATES_INDEX, index_gates
 
 
@@ -88,9 +89,17 @@ RECONCILE_THREADS = 4
 
 
 def register_handlers(
-    registry: kopf.OperatorRegistry, reconciler: Reconciler, *, resync_seconds: float = 5.0
+    registry: kopf.OperatorRegistry,
+    reconciler: Reconciler,
+    *,
+    resync_seconds: float = 5.0,
+    warmup: Warmup | None = None,
 ) -> None:
+    """`warmup` is marked by every handler that runs (warmup.py)."""
+    warm = warmup if warmup is not None else Warmup()
+
     def reconcile_resource(namespace: str | None, name: str | None, **_: Any) -> None:
+        warm.mark()
         if namespace and name:
             reconciler.reconcile(namespace, name)
 
@@ -99,6 +108,7 @@ def register_handlers(
     ) -> None:
         """The resource as the event delivered it saves reading it again (a timer's body is a
         live view kopf updates meanwhile: the timer reads it)."""
+        warm.mark()
         if namespace and name:
             reconciler.reconcile(namespace, name, body)
 
@@ -109,6 +119,7 @@ def register_handlers(
     lanes = ReconcileLanes(reconciler, RECONCILE_THREADS, report_queued=report_queued)
 
     async def follow_job(body: kopf.Body, namespace: str | None, **_: Any) -> None:
+        warm.mark()
         owner = owning_resource(body)
         if namespace and owner:
             lanes.request(Urgency.ENDED, namespace, owner)
@@ -146,11 +157,11 @@ def register_handlers(
         id="job",
         when=finished_or_gone,
     )(follow_job)
-    _follow_sources(registry, lanes)
+    _follow_sources(registry, lanes, warm)
     _release_gates(registry, reconciler)
 
 
-def _follow_sources(registry: kopf.OperatorRegistry, lanes: ReconcileLanes) -> None:
+def _follow_sources(registry: kopf.OperatorRegistry, lanes: ReconcileLanes, warm: Warmup) -> None:
     """A new image in the Deployment, or new files in the ConfigMap, is a new target: the
     resources that take their files from it are reconciled when it changes (or appears)."""
 
@@ -169,6 +180,7 @@ def _follow_sources(registry: kopf.OperatorRegistry, lanes: ReconcileLanes) -> N
             body: kopf.Body,
             **kwargs: Any,
         ) -> None:
+            warm.mark()  # any Deployment or ConfigMap, used or not
             index: kopf.Index[tuple[str | None, str, str], str] = kwargs[SOURCES_INDEX]
             users = set(index.get((namespace, kind, str(name)), []))
             if not users or not namespace:

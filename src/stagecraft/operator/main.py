@@ -46,6 +46,7 @@ from .scoping import (
     SelectorError,
     parse_selector,
 )
+from .warmup import Warmup
 from .webhooks import register_webhooks
 
 TIMER_STOP_POLLING = 1.0  # seconds between kopf's checks that a deleted resource's timer stopped
@@ -131,7 +132,11 @@ def reconciler_settings(options: OperatorOptions) -> ReconcilerSettings:
 
 
 def build_registry(
-    reconciler: Reconciler, *, resync_seconds: float, webhooks: bool = True
+    reconciler: Reconciler,
+    *,
+    resync_seconds: float,
+    webhooks: bool = True,
+    warmup: Warmup | None = None,
 ) -> kopf.OperatorRegistry:
     """Every handler and webhook of the operator, on a registry of its own. kopf refuses to run
     admission handlers without a webhook server, so `webhooks=False` leaves them out.
@@ -141,10 +146,11 @@ def build_registry(
     with STAGECRAFT_NAMESPACES kopf indexes only the DatabaseMigrations of the listed
     namespaces, so a Deployment elsewhere has no gate to find."""
     registry = kopf.OperatorRegistry()
-    register_handlers(registry, reconciler, resync_seconds=resync_seconds)
+    warm = warmup if warmup is not None else Warmup()
+    register_handlers(registry, reconciler, resync_seconds=resync_seconds, warmup=warm)
     if webhooks:
         scope = reconciler.scope if isinstance(reconciler, ScopedReconciler) else None
-        register_webhooks(registry, scope.admits if scope is not None else None)
+        register_webhooks(registry, scope.admits if scope is not None else None, warm)
     return registry
 
 

@@ -20,11 +20,13 @@ from ..config import Strategy
 from .gate import admission_patch
 from .models import GROUP, PLURAL, VERSION
 from .validation import validate_spec
+from .warmup import Warmup
 
 VALIDATE_HANDLER_ID = "validate-database-migration"
 # Also the webhook's URL path (/gate-deployment), which the Helm chart's
 # MutatingWebhookConfiguration names.
 GATE_HANDLER_ID = "gate-deployment"
+GATE_READY_PROBE_ID = "gate-index-complete"  # its result's key in kopf's /healthz answer
 GATES_INDEX = "deployment_gates"  # kopf passes the index to handlers under this keyword
 HTTP_UNPROCESSABLE = 422  # what the API server itself answers for an invalid object
 
@@ -119,9 +121,12 @@ def serving_only(
 
 
 def register_webhooks(
-    registry: kopf.OperatorRegistry, serves: Callable[[str], bool] | None = None
+    registry: kopf.OperatorRegistry,
+    serves: Callable[[str], bool] | None = None,
+    warmup: Warmup | None = None,
 ) -> None:
-    """`serves`: whether this operator serves a namespace (None: every namespace)."""
+    """`serves`: whether this operator serves a namespace (None: every namespace); `warmup`:
+    when the gate's index is complete (warmup.py; None: from the start)."""
     kopf.on.validate(
         GROUP,
         VERSION,
@@ -137,6 +142,15 @@ def register_webhooks(
         return index_gates(**kwargs)
 
     kopf.index(GROUP, VERSION, PLURAL, registry=registry, id=GATES_INDEX)(index_gates_on_the_loop)
+    if warmup is not None:
+
+        async def gate_index_is_complete(**_: Any) -> bool:
+            """kopf's /healthz fails (the chart's readiness probe) until the gate can decide."""
+            if not warmup.warm:
+                raise kopf.PermanentError("the index of DatabaseMigrations is still loading")
+            return True
+
+        kopf.on.probe(registry=registry, id=GATE_READY_PROBE_ID)(gate_index_is_complete)
     kopf.on.mutate(
         "apps",
         "v1",
