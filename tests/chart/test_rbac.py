@@ -30,6 +30,7 @@ MIGRATIONS = "databasemigrations"
 # What each client call of kube.py needs (the kubernetes client's method -> permission).
 CLIENT_CALL_PERMISSIONS: dict[str, Permission] = {
     "get_namespaced_custom_object": (GROUP, MIGRATIONS, "get"),
+    "list_namespaced_custom_object": (GROUP, MIGRATIONS, "list"),
     "patch_namespaced_custom_object": (GROUP, MIGRATIONS, "patch"),
     "patch_namespaced_custom_object_status": (GROUP, f"{MIGRATIONS}/status", "patch"),
     "read_namespaced_deployment": ("apps", "deployments", "get"),
@@ -47,6 +48,7 @@ CLIENT_CALL_PERMISSIONS: dict[str, Permission] = {
 # finalizers.
 KUBE_API_PERMISSIONS: dict[str, set[Permission]] = {
     "database_migration": {(GROUP, MIGRATIONS, "get")},
+    "database_migrations": {(GROUP, MIGRATIONS, "list")},
     "write_database_migration_status": {(GROUP, f"{MIGRATIONS}/status", "patch")},
     "patch_database_migration": {(GROUP, MIGRATIONS, "patch")},
     "deployment": {("apps", "deployments", "get")},

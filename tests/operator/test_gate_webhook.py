@@ -7,9 +7,12 @@ import base64
 import copy
 import json
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
+import kopf
+import pytest
 
 from stagecraft.operator.gate import (
     APPROVED_HASH_ANNOTATION,
@@ -20,7 +23,13 @@ from stagecraft.operator.gate import (
 from stagecraft.operator.manifests import RunnerSettings
 from stagecraft.operator.reconcile import ReconcilerSettings
 from stagecraft.operator.scoping import NamespaceScope, ScopedReconciler, parse_selector
-from stagecraft.operator.webhooks import GATE_HANDLER_ID, index_gates
+from stagecraft.operator.webhooks import (
+    GATE_HANDLER_ID,
+    Gate,
+    GateKey,
+    index_gates,
+    serving_only,
+)
 from tests.operator.emulator import json_patch
 from tests.operator.harness import (
     RUNNER_IMAGE,
@@ -269,3 +278,51 @@ async def test_deployments_in_namespaces_out_of_the_selectors_scope_are_not_paus
     scope.observe("shop", {"team": "billing"})  # relabelled: this operator no longer serves it
 
     assert await _admitted(cluster, _review(new)) == new  # nothing here would ever release it
+
+
+async def test_a_resource_the_index_missed_is_read_from_the_api_before_a_deployment_passes(
+    cluster: Cluster,
+) -> None:
+    """A replica that kopf's peering paused watches nothing, and still serves the webhook: the
+    gate reads the namespace's DatabaseMigrations before it lets a Deployment pass."""
+    missed = {
+        "apiVersion": "stagecraft.dev/v1alpha1",
+        "kind": "DatabaseMigration",
+        "metadata": {"name": "shop-db", "namespace": "shop"},
+        "spec": {
+            "migrations": {"engine": "raw", "path": "/app/migrations", "strategy": "pre_deploy"},
+            "connection": {"secretKeyRef": {"name": "shop-db", "key": "url"}},
+            "deployment": {"name": "shop-api", "containers": ["api"]},
+        },
+    }
+    await cluster.emulator.put_object_unwatched("stagecraft.dev", "databasemigrations", missed)
+
+    created = await _admitted(cluster, _review(_deployment()))
+
+    assert created["spec"]["paused"] is True
+    assert created["metadata"]["annotations"][PENDING_HASH_ANNOTATION] == _hash(_deployment())
+    # A Deployment no resource references still passes, after the same read.
+    other = await _admitted(cluster, _review(_deployment("worker")))
+    assert "paused" not in other["spec"]
+
+
+async def test_the_gate_fails_closed_when_it_cannot_read_the_resources() -> None:
+    async def unreachable(namespace: str) -> Mapping[GateKey, list[Gate]]:
+        raise ConnectionError(f"the API server does not answer for {namespace}")
+
+    gate = serving_only(None, unreachable)
+    raw: Any = _deployment()  # kopf's RawBody is a TypedDict of the same shape
+    body = kopf.Body(raw)
+
+    with pytest.raises(kopf.AdmissionError) as refused:
+        await gate(
+            body=body,
+            operation="CREATE",
+            subresource=None,
+            userinfo={"username": "alice"},
+            patch=kopf.Patch(),
+            deployment_gates={},
+        )
+
+    assert refused.value.code == 503
+    assert "could not read the DatabaseMigrations of namespace shop" in str(refused.value)

@@ -87,6 +87,13 @@ class KubeApi:
                 return None
             raise
 
+    def database_migrations(self, namespace: str) -> list[dict[str, Any]]:
+        listed = self._custom.list_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, _preload_content=False
+        )
+        items: list[dict[str, Any]] = _json(listed).get("items", [])
+        return items
+
     def write_database_migration_status(
         self, namespace: str, name: str, status: dict[str, Any]
     ) -> None:

@@ -47,7 +47,7 @@ from .scoping import (
     parse_selector,
 )
 from .warmup import Warmup
-from .webhooks import register_webhooks
+from .webhooks import gates_read_with, register_webhooks
 
 TIMER_STOP_POLLING = 1.0  # seconds between kopf's checks that a deleted resource's timer stopped
 DEFAULT_LIVENESS = "http://0.0.0.0:8080/healthz"
@@ -150,7 +150,13 @@ def build_registry(
     register_handlers(registry, reconciler, resync_seconds=resync_seconds, warmup=warm)
     if webhooks:
         scope = reconciler.scope if isinstance(reconciler, ScopedReconciler) else None
-        register_webhooks(registry, scope.admits if scope is not None else None, warm)
+
+        def list_resources(namespace: str) -> list[dict[str, Any]]:
+            # Looked up when called: a registry is also built with a placeholder (tests/chart).
+            return reconciler.cluster.database_migrations(namespace)
+
+        serves = scope.admits if scope is not None else None
+        register_webhooks(registry, serves, warm, gates_read_with(list_resources))
     return registry
 
 

@@ -11,6 +11,7 @@ effects.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -29,6 +30,7 @@ GATE_HANDLER_ID = "gate-deployment"
 GATE_READY_PROBE_ID = "gate-index-complete"  # its result's key in kopf's /healthz answer
 GATES_INDEX = "deployment_gates"  # kopf passes the index to handlers under this keyword
 HTTP_UNPROCESSABLE = 422  # what the API server itself answers for an invalid object
+HTTP_UNAVAILABLE = 503
 
 
 # Both admission handlers are coroutines, on purpose: kopf runs plain functions on its small
@@ -79,21 +81,14 @@ def gate_of(index: Mapping[GateKey, Any], namespace: str | None, name: str) -> G
 def gate_deployment(
     *,
     body: kopf.Body,
-    subresource: str | None,
     userinfo: kopf.UserInfo,
     patch: kopf.Patch,
+    gate: Gate,
     **kwargs: Any,
 ) -> None:
     """Pause a gated Deployment whose template needs its migration first (see gate.py)."""
-    operation: str | None = kwargs.get("operation")
+    operation: str = kwargs.get("operation") or ""
     old: kopf.Body | None = kwargs.get("old")
-    if subresource or operation not in ("CREATE", "UPDATE"):
-        return  # /scale (kubectl scale, HPA) and /status never change the template
-    metadata = body.get("metadata") or {}
-    name = metadata.get("name")
-    gate = gate_of(kwargs[GATES_INDEX], metadata.get("namespace"), str(name)) if name else None
-    if gate is None:
-        return  # no pre_deploy resource references this Deployment
     _, containers = gate
     changes = admission_patch(
         operation,
@@ -105,28 +100,85 @@ def gate_deployment(
     patch.update(changes)
 
 
+# Reads the pre_deploy resources of a namespace from the API server: namespace -> their specs'
+# gates, as index_gates computes them.
+GateLookup = Callable[[str], Awaitable[Mapping[GateKey, list[Gate]]]]
+
+
 def serving_only(
-    serves: Callable[[str], bool] | None,
+    serves: Callable[[str], bool] | None, lookup: GateLookup | None = None
 ) -> Callable[..., Awaitable[None]]:
     """The gate for the namespaces this operator serves (`serves`; None: all). A Deployment
-    elsewhere passes untouched: this operator would never release it if it paused it."""
+    elsewhere passes untouched: this operator would never release it if it paused it.
+
+    The in-memory index decides; when it has no gate for the Deployment, `lookup` reads the
+    namespace's DatabaseMigrations from the API server before letting it pass. The index can
+    miss one: kopf pauses a replica that another outranks on peering, watching and listing
+    nothing, and every replica serves the webhook (the chart's objectSelector sends only
+    opted-in Deployments, so this read is rare). A lookup that fails refuses the write, which
+    the API server reports and a person or GitOps tool retries: the gate fails closed."""
 
     async def gate_served_deployment(body: kopf.Body, **kwargs: Any) -> None:
-        namespace = (body.get("metadata") or {}).get("namespace") or kwargs.get("namespace")
+        metadata = body.get("metadata") or {}
+        namespace = metadata.get("namespace") or kwargs.get("namespace")
         if serves is not None and not (namespace and serves(str(namespace))):
             return
-        gate_deployment(body=body, **kwargs)
+        operation = kwargs.get("operation")
+        if kwargs.get("subresource") or operation not in ("CREATE", "UPDATE"):
+            return  # /scale (kubectl scale, HPA) and /status never change the template
+        name = metadata.get("name")
+        if not name:
+            return
+        gate = gate_of(kwargs[GATES_INDEX], namespace, str(name))
+        if gate is None and lookup is not None and namespace:
+            gate = gate_of(await _looked_up(lookup, str(namespace)), namespace, str(name))
+        if gate is None:
+            return  # no pre_deploy resource references this Deployment
+        gate_deployment(body=body, gate=gate, **kwargs)
 
     return gate_served_deployment
+
+
+def gates_read_with(
+    list_resources: Callable[[str], list[dict[str, Any]]],
+) -> GateLookup:
+    """A GateLookup over a blocking read of a namespace's DatabaseMigrations, run on a thread of
+    its own (never kopf's pool: see the note on the admission handlers above)."""
+
+    async def lookup(namespace: str) -> Mapping[GateKey, list[Gate]]:
+        resources = await asyncio.to_thread(list_resources, namespace)
+        gates: dict[GateKey, list[Gate]] = {}
+        for resource in resources:
+            metadata = resource.get("metadata") or {}
+            name = metadata.get("name")
+            spec = resource.get("spec") or {}
+            for key, gate in index_gates(namespace, name, spec, meta=metadata).items():
+                gates.setdefault(key, []).append(gate)
+        return gates
+
+    return lookup
+
+
+async def _looked_up(lookup: GateLookup, namespace: str) -> Mapping[GateKey, list[Gate]]:
+    try:
+        return await lookup(namespace)
+    except Exception as error:
+        message = (
+            f"the Stagecraft gate could not read the DatabaseMigrations of namespace {namespace} "
+            f"to decide whether this Deployment waits for its migrations ({error}); try again"
+        )
+        raise kopf.AdmissionError(message, code=HTTP_UNAVAILABLE) from error
 
 
 def register_webhooks(
     registry: kopf.OperatorRegistry,
     serves: Callable[[str], bool] | None = None,
     warmup: Warmup | None = None,
+    lookup: GateLookup | None = None,
 ) -> None:
     """`serves`: whether this operator serves a namespace (None: every namespace); `warmup`:
-    when the gate's index is complete (warmup.py; None: from the start)."""
+    when the gate's index is complete (warmup.py; None: from the start); `lookup`: the gates of
+    a namespace read from the API server, for a Deployment the index has none for."""
     kopf.on.validate(
         GROUP,
         VERSION,
@@ -159,4 +211,4 @@ def register_webhooks(
         id=GATE_HANDLER_ID,
         operations=["CREATE", "UPDATE"],
         side_effects=False,
-    )(serving_only(serves))
+    )(serving_only(serves, lookup))
