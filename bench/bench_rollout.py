@@ -494,8 +494,10 @@ made each reconcile longer (312 ms median with 16).
    (`operator/deployment_changes.py`: images, `spec.paused`, the gate's annotations,
    generation, the rollout's phase), and pods are listed only when a decision reads them: API
    requests per Deployment and round went from 49 to 16 (pre_deploy) and 44 to 14
-   (post_deploy), the operator's CPU per round from 6.9 to about 3.5 s. Alone, this did not
-   move the p99s: the queue was shorter but still first-in, first-out.
+   (post_deploy; 15 since the gate reads the API server for a Deployment its index has no
+   gate for, and the bench labels every Deployment for the webhook), the operator's CPU per
+   round from 6.9 to about 3.5 s. Alone, this did not move the p99s: the queue was shorter but
+   still first-in, first-out.
 2. The release is written before the status (the rollout waits for the release, not for the
    record), and a release the API server refuses is retried by the resync timer.
 3. Reconciles asked for by Job and Deployment events go to `operator/lanes.py`: what ended (a
