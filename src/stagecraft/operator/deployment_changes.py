@@ -23,8 +23,8 @@ from collections.abc import Mapping
 from enum import Enum
 from typing import Any, NamedTuple
 
-from .gate import GATE_ANNOTATIONS, deployment_gate_hash
-from .rollout import RolloutPhase, rollout_state
+from .gate import GATE_ANNOTATIONS
+from .rollout import RolloutPhase, reported_rollout
 
 
 class DecisiveState(NamedTuple):
@@ -44,10 +44,7 @@ def decisive_state(deployment: Mapping[str, Any]) -> DecisiveState:
     images = tuple(sorted((str(c.get("name")), str(c.get("image"))) for c in containers))
     annotations = metadata.get("annotations") or {}
     gate = tuple((key, annotations.get(key)) for key in GATE_ANNOTATIONS)
-    # The phase only: every container's image is in `images` already, so the hash passed is
-    # the same on both sides and the rollout is never "superseded" here.
-    current = deployment_gate_hash(deployment, [])
-    phase = rollout_state(deployment, (), gate_hash=current, current_hash=current).phase
+    phase = reported_rollout(deployment).phase  # the images changing is in `images` already
     return DecisiveState(images, bool(spec.get("paused")), gate, metadata.get("generation"), phase)
 
 

@@ -34,7 +34,7 @@ from .gate import (
 from .manifests import MigrationSource, job_name, target_hash
 from .models import DatabaseMigrationSpec, DeploymentReference, RunRecord
 from .requests import parse_run_request
-from .rollout import rollout_state
+from .rollout import reported_rollout, rollout_state
 from .runs import JobObservation, run_record, verdict_for
 from .validation import SpecValidation
 
@@ -148,8 +148,7 @@ def pods_matter(
         return False  # the rollout only decides when a target's first run starts
     if "terminatingReplicas" in (deployment.get("status") or {}):
         return False  # the cluster counts terminating pods itself (Kubernetes 1.33 and later)
-    gate = deployment_gate_hash(deployment, containers)
-    return rollout_state(deployment, (), gate_hash=gate, current_hash=gate).complete
+    return reported_rollout(deployment).complete
 
 
 def _post_deploy_gate(reference: DeploymentReference, observed: Observed) -> Verdict | None:

@@ -72,7 +72,13 @@ def terminating_pods(pods: Sequence[Mapping[str, Any]]) -> list[str]:
 
 def rollout_failed(deployment: Mapping[str, Any]) -> bool:
     """The deployment controller gave up on the latest template: ProgressDeadlineExceeded."""
-    return rollout_state(deployment, (), gate_hash="", current_hash="").failed
+    return reported_rollout(deployment).failed
+
+
+def reported_rollout(deployment: Mapping[str, Any]) -> RolloutState:
+    """The rollout of the Deployment's current template as its own status reports it: no pods
+    read, and no gate hash to compare (the template is the one being judged)."""
+    return rollout_state(deployment, (), gate_hash="", current_hash="")
 
 
 def _controller_state(deployment: Mapping[str, Any]) -> RolloutState | None:
