@@ -244,17 +244,27 @@ def _release_gates(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> N
     that no longer exists. The same goes for a resource that stops gating it (another strategy
     or Deployment): the webhook no longer holds that Deployment, and nothing else would."""
 
-    def release_deployment(
-        namespace: str | None, name: str | None, spec: kopf.Spec, **kwargs: Any
+    def release(
+        namespace: str | None,
+        name: str | None,
+        spec: Mapping[str, Any],
+        index: Mapping[Any, Any],
+        event: tuple[kopf.Body, str] | None = None,
     ) -> None:
-        if not namespace or not name:
+        """Release the Deployment of `spec` unless another resource gates it (and will release
+        it); `event`: the resource and why, for the GateRemoved Event."""
+        if not namespace or not name or _gated_by_another(index, namespace, name, spec):
             return
-        if _gated_by_another(kwargs.get(GATES_INDEX) or {}, namespace, name, spec):
-            return  # another resource gates it and will release it
-        if not reconciler.release_gate(namespace, name, dict(spec)):
+        involved, why = event if event is not None else (None, "")
+        if not reconciler.release_gate(namespace, name, dict(spec), involved, why):
             raise kopf.TemporaryError(
                 "the Deployment changed; releasing it again", delay=RELEASE_RETRY_DELAY
             )
+
+    def release_deployment(
+        namespace: str | None, name: str | None, spec: kopf.Spec, **kwargs: Any
+    ) -> None:
+        release(namespace, name, spec, kwargs.get(GATES_INDEX) or {})
 
     def release_ungated_deployment(
         namespace: str | None,
@@ -264,16 +274,9 @@ def _release_gates(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> N
         body: kopf.Body,
         **kwargs: Any,
     ) -> None:
-        spec = dict((old or {}).get("spec") or {})
-        if not namespace or not name:
-            return
-        if _gated_by_another(kwargs.get(GATES_INDEX) or {}, namespace, name, spec):
-            return
         why = f"DatabaseMigration {name} {_what_changed(new)}"
-        if not reconciler.release_gate(namespace, name, spec, body, why):
-            raise kopf.TemporaryError(
-                "the Deployment changed; releasing it again", delay=RELEASE_RETRY_DELAY
-            )
+        spec = (old or {}).get("spec") or {}
+        release(namespace, name, spec, kwargs.get(GATES_INDEX) or {}, (body, why))
 
     kopf.on.delete(
         GROUP,
