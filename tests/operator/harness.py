@@ -24,7 +24,7 @@ import kopf
 
 from stagecraft.operator.crd import custom_resource_definition
 from stagecraft.operator.kube import KubeApi
-from stagecraft.operator.main import TIMER_STOP_POLLING, build_registry
+from stagecraft.operator.main import base_settings, build_registry
 from stagecraft.operator.manifests import RunnerSettings
 from stagecraft.operator.metrics import OperatorMetrics
 from stagecraft.operator.models import GROUP, KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION
@@ -62,14 +62,12 @@ def free_port() -> int:
 
 
 def _operator_settings(webhook_port: int) -> kopf.OperatorSettings:
-    settings = kopf.OperatorSettings()
+    settings = base_settings()
     # kopf's real webhook server, over plain HTTP on loopback; tests send it AdmissionReviews as
     # the API server would. Nothing is registered in the cluster (the chart owns that).
     settings.admission.server = kopf.WebhookServer(
         addr="127.0.0.1", port=webhook_port, insecure=True
     )
-    settings.posting.enabled = False  # the reconciler posts its own Events through kube.py
-    settings.background.cancellation_polling = TIMER_STOP_POLLING  # as main.operator_settings
     settings.watching.connect_timeout = 5
     settings.networking.error_backoffs = [0.1, 0.2, 0.5]
     settings.process.ultimate_exiting_timeout = 5
@@ -89,10 +87,11 @@ class OperatorThread:
     errors: list[BaseException] = field(default_factory=list)
     liveness_port: int | None = None  # kopf's /healthz on loopback, as the chart probes it
     warmup: Warmup | None = None
+    peered: bool = True  # as with STAGECRAFT_PEERING; False: standalone (main.build_registry)
 
     def start(self) -> None:
         registry = build_registry(
-            self.reconciler, resync_seconds=RESYNC_SECONDS, warmup=self.warmup
+            self.reconciler, resync_seconds=RESYNC_SECONDS, warmup=self.warmup, peered=self.peered
         )
         server = self.server
 
@@ -156,7 +155,7 @@ class Cluster:
         await asyncio.to_thread(self.operator.stop)
 
     async def start_operator(
-        self, liveness_port: int | None = None, warmup: Warmup | None = None
+        self, liveness_port: int | None = None, warmup: Warmup | None = None, peered: bool = True
     ) -> None:
         """A new operator, after `stop_operator`: it finds the cluster as the last one left it."""
         self.emulator.served_watches.clear()
@@ -165,6 +164,7 @@ class Cluster:
             _reconciler(self.api, self.metrics),
             liveness_port=liveness_port,
             warmup=warmup,
+            peered=peered,
         )
         self.operator.start()
         await _wait_until_watching(self.emulator, WATCHED)

@@ -280,21 +280,24 @@ async def test_deployments_in_namespaces_out_of_the_selectors_scope_are_not_paus
     assert await _admitted(cluster, _review(new)) == new  # nothing here would ever release it
 
 
+MISSED_BY_THE_INDEX = {
+    "apiVersion": "stagecraft.dev/v1alpha1",
+    "kind": "DatabaseMigration",
+    "metadata": {"name": "shop-db", "namespace": "shop"},
+    "spec": {
+        "migrations": {"engine": "raw", "path": "/app/migrations", "strategy": "pre_deploy"},
+        "connection": {"secretKeyRef": {"name": "shop-db", "key": "url"}},
+        "deployment": {"name": "shop-api", "containers": ["api"]},
+    },
+}
+
+
 async def test_a_resource_the_index_missed_is_read_from_the_api_before_a_deployment_passes(
     cluster: Cluster,
 ) -> None:
     """A replica that kopf's peering paused watches nothing, and still serves the webhook: the
     gate reads the namespace's DatabaseMigrations before it lets a Deployment pass."""
-    missed = {
-        "apiVersion": "stagecraft.dev/v1alpha1",
-        "kind": "DatabaseMigration",
-        "metadata": {"name": "shop-db", "namespace": "shop"},
-        "spec": {
-            "migrations": {"engine": "raw", "path": "/app/migrations", "strategy": "pre_deploy"},
-            "connection": {"secretKeyRef": {"name": "shop-db", "key": "url"}},
-            "deployment": {"name": "shop-api", "containers": ["api"]},
-        },
-    }
+    missed = copy.deepcopy(MISSED_BY_THE_INDEX)
     await cluster.emulator.put_object_unwatched("stagecraft.dev", "databasemigrations", missed)
 
     created = await _admitted(cluster, _review(_deployment()))
@@ -304,6 +307,22 @@ async def test_a_resource_the_index_missed_is_read_from_the_api_before_a_deploym
     # A Deployment no resource references still passes, after the same read.
     other = await _admitted(cluster, _review(_deployment("worker")))
     assert "paused" not in other["spec"]
+
+
+async def test_a_standalone_operator_decides_from_its_index_without_reading_the_api(
+    cluster: Cluster,
+) -> None:
+    """Without peering nothing pauses the operator's watching, so its index (complete once
+    warm) is the truth, and an opted-in Deployment no resource gates costs no read of the API
+    server. The resource that only a read would find shows that none was made."""
+    await cluster.stop_operator()
+    await cluster.start_operator(peered=False)
+    missed = copy.deepcopy(MISSED_BY_THE_INDEX)
+    await cluster.emulator.put_object_unwatched("stagecraft.dev", "databasemigrations", missed)
+
+    created = await _admitted(cluster, _review(_deployment()))
+
+    assert "paused" not in created["spec"]
 
 
 async def test_the_gate_fails_closed_when_it_cannot_read_the_resources() -> None:

@@ -37,6 +37,7 @@ from .kube import KubeApi
 from .manifests import RunnerSettings
 from .metrics import OperatorMetrics, serve_metrics
 from .models import GROUP, PLURAL, VERSION
+from .persistence import DatabaseMigrationDiffBase
 from .planner import RetryPolicy
 from .reconcile import Reconciler, ReconcilerSettings
 from .scoping import (
@@ -137,9 +138,15 @@ def build_registry(
     resync_seconds: float,
     webhooks: bool = True,
     warmup: Warmup | None = None,
+    peered: bool = True,
 ) -> kopf.OperatorRegistry:
     """Every handler and webhook of the operator, on a registry of its own. kopf refuses to run
     admission handlers without a webhook server, so `webhooks=False` leaves them out.
+
+    `peered`: kopf's peering may pause this replica, whose index then misses resources while
+    it still serves the webhook; so for a Deployment the index has no gate for, the gate reads
+    the namespace's DatabaseMigrations from the API server first. A standalone operator is
+    never paused and its index, complete once warm (warmup.py), is the truth: it skips the read.
 
     The gate webhook pauses Deployments only in namespaces the operator serves, since nothing
     would release one elsewhere: a ScopedReconciler's selector is checked in the webhook, and
@@ -156,16 +163,24 @@ def build_registry(
             return reconciler.cluster.database_migrations(namespace)
 
         serves = scope.admits if scope is not None else None
-        register_webhooks(registry, serves, warm, gates_read_with(list_resources))
+        lookup = gates_read_with(list_resources) if peered else None
+        register_webhooks(registry, serves, warm, lookup)
     return registry
 
 
-def operator_settings(options: OperatorOptions) -> kopf.OperatorSettings:
+def base_settings() -> kopf.OperatorSettings:
+    """kopf's settings that every operator of Stagecraft runs with, the tests' included."""
     settings = kopf.OperatorSettings()
     settings.posting.enabled = False  # the reconciler posts its own Events, with its own reasons
+    settings.persistence.diffbase_storage = DatabaseMigrationDiffBase()
     # A deleted resource keeps its finalizer until its resync timer has stopped; kopf's default
     # re-check after 60 s would hold a deletion (and the release of its Deployment) that long.
     settings.background.cancellation_polling = TIMER_STOP_POLLING
+    return settings
+
+
+def operator_settings(options: OperatorOptions) -> kopf.OperatorSettings:
+    settings = base_settings()
     # Without a certificate there is no webhook server: the API server only calls webhooks over
     # TLS, and reconcile still stalls an invalid resource with the same message.
     if options.webhook_cert and options.webhook_key:
@@ -227,7 +242,8 @@ def run_operator(options: OperatorOptions) -> None:
         else Reconciler(api, settings, metrics=metrics)
     )
     webhooks = kopf_settings.admission.server is not None
-    registry = build_registry(reconciler, resync_seconds=5.0, webhooks=webhooks)
+    peered = options.peering_name is not None
+    registry = build_registry(reconciler, resync_seconds=5.0, webhooks=webhooks, peered=peered)
     if scope:
         register_namespace_scope(registry, scope, reconciler)
     # kopf's own login handlers read the same in-cluster account or kubeconfig as KubeApi.
