@@ -1,23 +1,33 @@
-"""The chart's RBAC grants exactly what the operator uses: every API call in kube.py, what kopf
-does for the handlers the operator registers, and kopf's own bookkeeping; nothing else.
+"""The chart's RBAC grants exactly what the operator uses: every API request kube.py sends,
+what kopf does for the handlers the operator registers, and kopf's own bookkeeping; nothing else.
 
-The needs are derived from the code: KUBE_API_PERMISSIONS maps each KubeApi method to the
-permissions its client calls need (a test fails when kube.py gains a method or a client call
-missing here), and kopf's needs come from the handlers that `build_registry` registers.
+The needs are taken from the requests themselves: each KubeApi method is called against the
+tests' API-server emulator, which records the resource and verb of every request it serves, and
+KUBE_API_PERMISSIONS must name exactly those (a test fails when kube.py gains a method or a
+request missing here); kopf's needs come from the handlers that `build_registry` registers.
 """
 
 from __future__ import annotations
 
-import ast
+import asyncio
+import contextlib
 import inspect
+from collections.abc import AsyncIterator, Callable
 from typing import Any, cast
 
+import aiohttp
+import attrs
+import kmock
 import pytest
+import pytest_asyncio
+from kubernetes.client.exceptions import ApiException
 
-from stagecraft.operator import kube
+from stagecraft.operator.kube import KubeApi
 from stagecraft.operator.main import build_registry, register_namespace_scope
 from stagecraft.operator.reconcile import Reconciler
 from stagecraft.operator.scoping import NamespaceScope, parse_selector
+from tests.operator.emulator import ApiServerEmulator
+from tests.operator.harness import _declare_custom_resource
 
 from .rendering import COMBINATIONS, NAMESPACE, Rendered, render
 
@@ -27,22 +37,7 @@ CLUSTER = "*cluster*"  # the scope of a grant through a ClusterRoleBinding
 GROUP = "stagecraft.dev"
 MIGRATIONS = "databasemigrations"
 
-# What each client call of kube.py needs (the kubernetes client's method -> permission).
-CLIENT_CALL_PERMISSIONS: dict[str, Permission] = {
-    "get_namespaced_custom_object": (GROUP, MIGRATIONS, "get"),
-    "list_namespaced_custom_object": (GROUP, MIGRATIONS, "list"),
-    "patch_namespaced_custom_object": (GROUP, MIGRATIONS, "patch"),
-    "patch_namespaced_custom_object_status": (GROUP, f"{MIGRATIONS}/status", "patch"),
-    "read_namespaced_deployment": ("apps", "deployments", "get"),
-    "patch_namespaced_deployment": ("apps", "deployments", "patch"),
-    "read_namespaced_config_map": ("", "configmaps", "get"),
-    "read_namespaced_job": ("batch", "jobs", "get"),
-    "create_namespaced_job": ("batch", "jobs", "create"),
-    "list_namespaced_pod": ("", "pods", "list"),
-    "create_namespaced_event": ("", "events", "create"),
-}
-
-# Each KubeApi method and what it needs. create_job needs one more permission than its call:
+# Each KubeApi method and what it needs. create_job needs one more permission than its request:
 # the Job's owner reference sets blockOwnerDeletion (manifests.py), which the API server's
 # OwnerReferencesPermissionEnforcement plugin allows only to who may update the owner's
 # finalizers.
@@ -62,54 +57,94 @@ KUBE_API_PERMISSIONS: dict[str, set[Permission]] = {
 }
 EXTRA_PERMISSION_REASONS = {(GROUP, f"{MIGRATIONS}/finalizers", "update"): "blockOwnerDeletion"}
 
-# Resources that are not in a namespace: granted by the ClusterRole in every mode.
+_RESOURCE = {"metadata": {"name": "shop-db", "namespace": "shop", "uid": "u-1"}}
+_JOB = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "shop-db-run-1"}}
+# A call of each KubeApi method; what it finds or not does not matter, only what it asks.
+EXAMPLE_CALLS: dict[str, Callable[[KubeApi], object]] = {
+    "database_migration": lambda api: api.database_migration("shop", "shop-db"),
+    "database_migrations": lambda api: api.database_migrations("shop"),
+    "write_database_migration_status": lambda api: api.write_database_migration_status(
+        "shop", "shop-db", {}
+    ),
+    "patch_database_migration": lambda api: api.patch_database_migration("shop", "shop-db", {}),
+    "deployment": lambda api: api.deployment("shop", "shop-api"),
+    "config_map": lambda api: api.config_map("shop", "shop-migrations"),
+    "job": lambda api: api.job("shop", "shop-db-run-1"),
+    "create_job": lambda api: api.create_job("shop", _JOB),
+    "job_pods": lambda api: api.job_pods("shop", "shop-db-run-1"),
+    "pods": lambda api: api.pods("shop", "app=shop-api"),
+    "patch_deployment": lambda api: api.patch_deployment("shop", "shop-api", []),
+    "record_event": lambda api: api.record_event(_RESOURCE, "Normal", "Checked", "a message"),
+}
+
+# Cluster-scoped resources: granted by the ClusterRole in every mode.
 CLUSTER_SCOPED = {"customresourcedefinitions", "namespaces", "clusterkopfpeerings"}
+VERBS = {"POST": "create", "PATCH": "patch", "PUT": "update", "DELETE": "delete"}
 
 
-def _kube_api_methods() -> dict[str, ast.FunctionDef]:
-    tree = ast.parse(inspect.getsource(kube.KubeApi))
-    (cls,) = [node for node in tree.body if isinstance(node, ast.ClassDef)]
+@attrs.define(kw_only=True)
+class RecordingEmulator(ApiServerEmulator):
+    """The tests' emulator, recording the permission each request it serves needs."""
+
+    needed: set[Permission] = attrs.field(factory=set, init=False)
+
+    async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        resource = request.resource
+        if resource is not None and resource.plural:
+            method = request.method.value
+            verb = VERBS.get(method) or ("get" if request.name else "list")
+            where = resource.plural + (f"/{request.subresource}" if request.subresource else "")
+            self.needed.add((resource.group or "", where, verb))
+        return await super()._handle(request)
+
+
+@pytest_asyncio.fixture
+async def recording() -> AsyncIterator[tuple[RecordingEmulator, KubeApi]]:
+    emulator = RecordingEmulator()
+    _declare_custom_resource(emulator)
+    async with emulator, kmock.Server(emulator) as server:
+        yield emulator, KubeApi.for_host(str(server.url).rstrip("/"))
+
+
+def _kube_api_methods() -> set[str]:
     return {
-        node.name: node
-        for node in cls.body
-        if isinstance(node, ast.FunctionDef)
-        and not node.name.startswith("_")
-        and not any(isinstance(d, ast.Name) and d.id == "classmethod" for d in node.decorator_list)
-    }
-
-
-def _client_calls(method: ast.FunctionDef) -> set[str]:
-    """The client methods a KubeApi method reaches: `self._<api>.<call>`, called or passed."""
-    return {
-        node.attr
-        for node in ast.walk(method)
-        if isinstance(node, ast.Attribute)
-        and isinstance(node.value, ast.Attribute)
-        and isinstance(node.value.value, ast.Name)
-        and node.value.value.id == "self"
-        and node.value.attr.startswith("_")
+        name
+        for name, member in inspect.getmembers(KubeApi, inspect.isfunction)
+        if not name.startswith("_")
     }
 
 
 def test_every_kube_api_method_is_in_the_permission_table() -> None:
-    methods = set(_kube_api_methods())
+    methods = _kube_api_methods()
     missing = methods - set(KUBE_API_PERMISSIONS)
     assert not missing, (
         f"KubeApi gained {sorted(missing)}: add the permissions they need to "
-        "KUBE_API_PERMISSIONS here and to charts/stagecraft/templates/rbac.yaml"
+        "KUBE_API_PERMISSIONS and EXAMPLE_CALLS here and to "
+        "charts/stagecraft/templates/rbac.yaml"
     )
     assert set(KUBE_API_PERMISSIONS) <= methods, "the table names methods KubeApi no longer has"
+    assert set(EXAMPLE_CALLS) == set(KUBE_API_PERMISSIONS)
 
 
 @pytest.mark.parametrize("method", sorted(KUBE_API_PERMISSIONS))
-def test_the_table_matches_the_client_calls_of(method: str) -> None:
-    calls = _client_calls(_kube_api_methods()[method])
-    unknown = calls - set(CLIENT_CALL_PERMISSIONS)
-    assert not unknown, f"KubeApi.{method} calls {sorted(unknown)}: add them to the tables"
-    from_calls = {CLIENT_CALL_PERMISSIONS[call] for call in calls}
-    extra = KUBE_API_PERMISSIONS[method] - from_calls
+async def test_the_table_matches_the_requests_of(
+    method: str, recording: tuple[RecordingEmulator, KubeApi]
+) -> None:
+    emulator, api = recording
+
+    def call() -> None:
+        with contextlib.suppress(ApiException):  # a 404 asked all the same
+            EXAMPLE_CALLS[method](api)
+
+    await asyncio.to_thread(call)
+
+    assert emulator.needed, f"KubeApi.{method} sent no request"
+    extra = KUBE_API_PERMISSIONS[method] - emulator.needed
     assert extra <= set(EXTRA_PERMISSION_REASONS), (method, extra)
-    assert from_calls <= KUBE_API_PERMISSIONS[method]
+    assert emulator.needed <= KUBE_API_PERMISSIONS[method], (
+        f"KubeApi.{method} asks for {sorted(emulator.needed - KUBE_API_PERMISSIONS[method])}: "
+        "add them to KUBE_API_PERMISSIONS and to charts/stagecraft/templates/rbac.yaml"
+    )
 
 
 def _kopf_permissions(*, peering: str | None, namespace_selector: str) -> set[Permission]:
