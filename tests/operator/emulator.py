@@ -111,7 +111,7 @@ def _apply_json_operation(document: Any, operation: dict[str, Any]) -> None:
 
 
 def json_patch(target: dict[str, Any], operations: list[dict[str, Any]]) -> dict[str, Any]:
-    document = copy.deepcopy(target)
+    document = _copy(target)
     try:
         for operation in operations:
             _apply_json_operation(document, operation)
@@ -159,7 +159,7 @@ class _Watch:
     plural: str
     namespace: str | None
     selector: str | None
-    queue: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
+    queue: asyncio.Queue[bytes] = field(default_factory=asyncio.Queue)
 
 
 @attrs.define(kw_only=True)
@@ -183,16 +183,18 @@ class ApiServerEmulator(kmock.KubernetesScaffold):
 
     def stored(self, group: str, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         stored = self._store.get((group, plural, namespace, name))
-        return copy.deepcopy(stored) if stored is not None else None
+        return _copy(stored) if stored is not None else None
 
     def stored_objects(
         self, group: str, plural: str, namespace: str | None = None
     ) -> list[dict[str, Any]]:
-        return [
-            copy.deepcopy(obj)
-            for (g, p, ns, _), obj in sorted(self._store.items())
-            if (g, p) == (group, plural) and namespace in (None, ns)
-        ]
+        return [_copy(self._store[key]) for key in self._stored_keys(group, plural, namespace)]
+
+    def _stored_keys(self, group: str, plural: str, namespace: str | None) -> list[Key]:
+        """The keys of a kind's objects (in a namespace, or all), in order."""
+        return sorted(
+            key for key in self._store if key[:2] == (group, plural) and namespace in (None, key[2])
+        )
 
     async def put_object(self, group: str, plural: str, obj: dict[str, Any]) -> dict[str, Any]:
         namespace = obj.get("metadata", {}).get("namespace", "")
@@ -256,8 +258,8 @@ class ApiServerEmulator(kmock.KubernetesScaffold):
         if name is None:
             raise ApiError(405, "MethodNotAllowed", f"{method} needs an object name")
         key = (group, plural, namespace, name)
-        if method == "GET":
-            return aiohttp.web.json_response(copy.deepcopy(self._require(key)))
+        if method == "GET":  # serialised at once: no copy needed
+            return aiohttp.web.json_response(self._require(key))
         if method == "DELETE":
             return aiohttp.web.json_response(await self._delete(key))
         if method in ("PATCH", "PUT"):
@@ -268,10 +270,10 @@ class ApiServerEmulator(kmock.KubernetesScaffold):
 
     def _list_response(self, request: kmock.Request, group: str, plural: str) -> dict[str, Any]:
         selector = request.params.get("labelSelector")
+        stored = (self._store[key] for key in self._stored_keys(group, plural, request.namespace))
+        # Not copied: the caller serialises the answer at once.
         items = [
-            obj
-            for obj in self.stored_objects(group, plural, request.namespace)
-            if matches_selector(obj["metadata"].get("labels", {}), selector)
+            obj for obj in stored if matches_selector(obj["metadata"].get("labels", {}), selector)
         ]
         metadata = {"resourceVersion": self._last_version()}
         return {"kind": "List", "metadata": metadata, "items": items}
@@ -287,13 +289,16 @@ class ApiServerEmulator(kmock.KubernetesScaffold):
         self._watches.append(watch)
         self.served_watches.add(plural)
         try:
-            for obj in self.stored_objects(group, plural, request.namespace):
-                if self._watch_sees(watch, obj):
-                    added = {"type": "ADDED", "object": obj}
-                    await response.write(json.dumps(added).encode() + b"\n")
+            # Serialised before the first write: objects may change while it is sent.
+            listed = [
+                _event_line("ADDED", json.dumps(self._store[key]))
+                for key in self._stored_keys(group, plural, request.namespace)
+                if self._watch_sees(watch, self._store[key])
+            ]
+            for line in listed:
+                await response.write(line)
             while True:
-                event = await watch.queue.get()
-                await response.write(json.dumps(event).encode() + b"\n")
+                await response.write(await watch.queue.get())
         finally:
             self._watches.remove(watch)
 
@@ -324,11 +329,14 @@ class ApiServerEmulator(kmock.KubernetesScaffold):
     async def _publish(self, event_type: str, group: str, plural: str, obj: dict[str, Any]) -> None:
         metadata = obj.get("metadata", {})
         key = (group, plural, metadata.get("namespace", ""), metadata.get("name", ""))
+        # Serialised once, now: every watch gets the object as it is at this write.
+        serialised = json.dumps(obj)
+        line = _event_line(event_type, serialised)
         for watch in [] if key in self._unwatched else self._watches:
             if (watch.group, watch.plural) == (group, plural) and self._watch_sees(watch, obj):
-                watch.queue.put_nowait({"type": event_type, "object": copy.deepcopy(obj)})
+                watch.queue.put_nowait(line)
         for listener in list(self.write_listeners):
-            await listener(event_type, plural, copy.deepcopy(obj))
+            await listener(event_type, plural, json.loads(serialised))
 
     async def _create(
         self,
@@ -366,7 +374,7 @@ class ApiServerEmulator(kmock.KubernetesScaffold):
         )
         self._store[key] = obj
         await self._publish("ADDED", group, plural, obj)
-        return copy.deepcopy(obj)
+        return _copy(obj)
 
     async def _update(
         self, key: Key, request: kmock.Request, *, status_only: bool
@@ -491,7 +499,7 @@ class ApiServerEmulator(kmock.KubernetesScaffold):
             k: v for k, v in stored["metadata"].items() if k != "resourceVersion"
         }
         if unchanged:
-            return copy.deepcopy(stored)  # a no-op write does not bump resourceVersion
+            return _copy(stored)  # a no-op write does not bump resourceVersion
         if candidate.get("spec") != stored.get("spec"):
             metadata["generation"] = stored["metadata"].get("generation", 1) + 1
         metadata["resourceVersion"] = str(next(self._versions))
@@ -499,7 +507,7 @@ class ApiServerEmulator(kmock.KubernetesScaffold):
         if metadata.get("deletionTimestamp") and not metadata.get("finalizers"):
             return await self._remove(key)
         await self._publish("MODIFIED", key[0], key[1], candidate)
-        return copy.deepcopy(candidate)
+        return _copy(candidate)
 
     async def _delete(self, key: Key) -> dict[str, Any]:
         stored = self._require(key)
@@ -523,6 +531,17 @@ class ApiServerEmulator(kmock.KubernetesScaffold):
             owners = obj["metadata"].get("ownerReferences", [])
             if key in self._store and any(owner.get("uid") == owner_uid for owner in owners):
                 await self._delete(key)
+
+
+def _copy(obj: dict[str, Any]) -> dict[str, Any]:
+    """A deep copy of a JSON object; a JSON round trip is twice as fast as copy.deepcopy."""
+    copied: dict[str, Any] = json.loads(json.dumps(obj))
+    return copied
+
+
+def _event_line(event_type: str, serialised_object: str) -> bytes:
+    """One watch event as the API server streams it, a JSON document per line."""
+    return f'{{"type": "{event_type}", "object": {serialised_object}}}\n'.encode()
 
 
 def group_of(obj: dict[str, Any]) -> str:
