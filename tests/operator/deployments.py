@@ -248,13 +248,14 @@ class DeploymentController:
 
     def _observe(self, deployment: dict[str, Any]) -> _Rollout:
         namespace = deployment["metadata"]["namespace"]
+        # Read without copies (many per step); a write copies what it changes.
         replica_sets = [
             replica_set
-            for replica_set in self.emulator.stored_objects("apps", "replicasets", namespace)
+            for replica_set in self.emulator.peek_objects("apps", "replicasets", namespace)
             if _owned_by(replica_set, deployment)
         ]
         pods: dict[str, list[dict[str, Any]]] = {}
-        for pod in self.emulator.stored_objects("", "pods", namespace):
+        for pod in self.emulator.peek_objects("", "pods", namespace):
             for replica_set in replica_sets:
                 if _owned_by(pod, replica_set):
                     pods.setdefault(replica_set["metadata"]["name"], []).append(pod)
@@ -281,6 +282,7 @@ class DeploymentController:
             revision = int(current["metadata"].get("annotations", {}).get(REVISION_ANNOTATION, 0))
             if revision < newest:  # a rollback: the old ReplicaSet becomes the newest revision
                 revision = newest + 1
+                current = copy.deepcopy(current)
                 current["metadata"].setdefault("annotations", {})[REVISION_ANNOTATION] = str(
                     revision
                 )
@@ -320,7 +322,7 @@ class DeploymentController:
         namespace = rollout.deployment["metadata"]["namespace"]
         terminating = rollout.terminating()
         if terminating:  # the kubelet finishes a terminating pod
-            pod = terminating[0]
+            pod = copy.deepcopy(terminating[0])
             pod["metadata"]["finalizers"] = []
             await self.emulator._replace(("", "pods", namespace, pod["metadata"]["name"]), pod)
             return True

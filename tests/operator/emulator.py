@@ -190,6 +190,13 @@ class ApiServerEmulator(kmock.KubernetesScaffold):
     ) -> list[dict[str, Any]]:
         return [_copy(self._store[key]) for key in self._stored_keys(group, plural, namespace)]
 
+    def peek_objects(
+        self, group: str, plural: str, namespace: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The stored objects themselves, not copies: for simulated controllers, which read
+        many objects per step and copy only the one they change (a write replaces it)."""
+        return [self._store[key] for key in self._stored_keys(group, plural, namespace)]
+
     def _stored_keys(self, group: str, plural: str, namespace: str | None) -> list[Key]:
         """The keys of a kind's objects (in a namespace, or all), in order."""
         return sorted(
