@@ -34,7 +34,8 @@ from kmock._internal import parsing as kmock_parsing
 
 REQUEST_LOG_LIMIT = 200
 Key = tuple[str, str, str, str]  # group, plural, namespace ("" when cluster-scoped), name
-WriteListener = Callable[[str, str, dict[str, Any]], Awaitable[None]]  # event, plural, object
+# A write listener is told the event, the plural and the object, which it reads and never changes.
+WriteListener = Callable[[str, str, dict[str, Any]], Awaitable[None]]
 
 
 _kmock_parse_path = kmock_parsing.parse_path
@@ -167,7 +168,9 @@ class ApiServerEmulator(kmock.KubernetesScaffold):
     _store: dict[Key, dict[str, Any]] = attrs.field(factory=dict, init=False)
     _watches: list[_Watch] = attrs.field(factory=list, init=False)
     _versions: itertools.count[int] = attrs.field(factory=lambda: itertools.count(1), init=False)
-    write_listeners: list[WriteListener] = attrs.field(factory=list, init=False)
+    write_listeners: list[WriteListener] = attrs.field(
+        factory=list, init=False
+    )  # read what they are given
     served_watches: set[str] = attrs.field(factory=set, init=False)  # plurals kopf watches
     mutating_webhooks: list[MutatingWebhook] = attrs.field(factory=list, init=False)
     # Objects whose events no watch receives (put_object_unwatched).
@@ -342,8 +345,10 @@ class ApiServerEmulator(kmock.KubernetesScaffold):
         for watch in [] if key in self._unwatched else self._watches:
             if (watch.group, watch.plural) == (group, plural) and self._watch_sees(watch, obj):
                 watch.queue.put_nowait(line)
-        for listener in list(self.write_listeners):
-            await listener(event_type, plural, json.loads(serialised))
+        if self.write_listeners:  # one copy between them: they read it and change nothing
+            written = json.loads(serialised)
+            for listener in list(self.write_listeners):
+                await listener(event_type, plural, written)
 
     async def _create(
         self,
