@@ -494,9 +494,9 @@ made each reconcile longer (312 ms median with 16).
    (`operator/deployment_changes.py`: images, `spec.paused`, the gate's annotations,
    generation, the rollout's phase), and pods are listed only when a decision reads them: API
    requests per Deployment and round went from 49 to 16 (pre_deploy) and 44 to 14
-   (post_deploy; 15 since the gate reads the API server for a Deployment its index has no
-   gate for, and the bench labels every Deployment for the webhook), the operator's CPU per
-   round from 6.9 to about 3.5 s. Alone, this did not move the p99s: the queue was shorter but
+   (post_deploy; 15 while every replica's gate read the API server for a labelled Deployment
+   its index has no gate for, until 6 below), the operator's CPU per round from 6.9 to about
+   3.5 s. Alone, this did not move the p99s: the queue was shorter but
    still first-in, first-out.
 2. The release is written before the status (the rollout waits for the release, not for the
    record), and a release the API server refuses is retried by the resync timer.
@@ -513,18 +513,42 @@ made each reconcile longer (312 ms median with 16).
    on the old schema; after the migration, the old version runs on the new one until the
    release, and a failed migration is reported (Stalled) at once.
 
-**post_deploy at 200 stays at a p99 of about 1.7 s.** Its 200 rollouts complete within about a
-second of one another, so 200 reconciles that each create a Job (the resource, the Deployment,
-the Job, the status, an Event) arrive together and are served at the rate the interpreter
-allows once kopf's event loop has taken its share: in a profile of that round the event loop
-held the interpreter in 73% of the samples (kopf's processing of each watch event: the diff
-base and progress storage copies of each DatabaseMigration body, the index handlers, the
-PATCHes of its timer's finalizer; the gate webhook's TLS handshakes, which the emulator opens
-per call where an API server keeps connections), the reconciles in 27%. Tried and not kept: the
-resync timer applying to every resource, so that kopf stops adding and removing its finalizer
-each time a resource starts and stops waiting (2 fewer requests per Deployment and round): the
-delays did not move, and every resource would carry kopf's finalizer, which holds a deletion
-for as long as no operator runs.
+**Still on 2026-11-29, the cost per event and per request** (figures from this bench at 200,
+each change measured before it was kept):
+
+4. kopf built, on every watch event of every kind, the "essence" it compares for on.update
+   handlers: a deep copy of the whole body, status included, and two more copies to clear its
+   progress annotations. Only DatabaseMigrations have such handlers; for Deployments and Jobs
+   it was a fifth of the operator's event loop. `operator/persistence.py` gives kopf a
+   storage (its own annotation and format) that builds nothing for other kinds and leaves a
+   resource's status out before copying.
+5. `operator/kube.py` sends its requests through the kubernetes client's ApiClient
+   (`param_serialize`, `call_api`) instead of its generated methods, whose pydantic
+   validation converted each Job manifest into the client's models and back: a third of a
+   reconcile's CPU. Operator CPU per round at 200: about 3.3 to 2.3 s (post_deploy).
+6. A standalone operator (no peering, the chart's default of one replica) trusts its gate
+   index instead of listing the namespace's resources for each opted-in Deployment it finds
+   no gate for: one request less per post_deploy Deployment and round here.
+7. The emulator, not the operator, was the bottleneck for the first second of each round: the
+   bench process (API server, Deployment and Job controllers) used its whole core while the
+   operator used a third of its own, waiting for answers (CPU sampled every 0.1 s from /proc).
+   Its watch events are now serialised once for every watch instead of deep-copied per watch,
+   reads and lists are serialised straight from the store, its Deployment controller reads
+   ReplicaSets and pods without copying them, and its write listeners share one copy. These
+   are the test infrastructure's costs, which an API server written in Go on cores of its own
+   does not have; the operator's requests and events are the same.
+
+With 1 to 3 the p99s at 200 moved little (pre_deploy 1.3-1.5 s, post_deploy 1.7 s); 4 and 5
+cut the operator's CPU, and 7 let the operator's requests be answered: pre_deploy's p99 at 200
+then ranged 0.78 to 1.07 s over five runs, post_deploy's 0.89 to 1.30 s. What still waits,
+traced in post_deploy: the reconcile threads block on the emulator's answers while the 200 new
+images are admitted (the bench ships them all at once; each PATCH calls the gate webhook over a
+new TLS connection), so the first rollout-complete reconcile starts about 0.5 s after its
+request. Tried and not kept, no change beyond the runs' spread: 8 or 16 reconcile threads
+instead of 4; the emulator keeping its webhook connections open; larger garbage-collector
+thresholds in the operator; the resync timer no longer applying to a resource whose Job runs
+(kopf's finalizer is added and removed around each post_deploy Job: 2 PATCHes and 2 events per
+Deployment and round, but after the moment measured).
 
 **Earlier (2026-11-28):** with the admission handlers as plain functions, pre_deploy at 200
 deadlocked: the releases' PATCHes, sent from kopf's thread pool, waited for the gate webhook,
@@ -534,11 +558,10 @@ whole store made the emulator the bottleneck and doubled the p99s at 200.
 
 **What is left, in order:** measure where the emulator and its controllers do not share the
 operator's two cores (a real cluster or kind on a machine of its own), to tell the operator's
-own delay at 200 from this machine's; then, if the p99 at 200 is still over 1 s, cut kopf's
-work per event (watch only the opted-in Deployments with a label selector; one index handler
-instead of two; no timer finalizer), and the reconciler's per-request cost (the kubernetes
-client's validation wrapper and `http.client`'s header parsing are most of a reconcile's
-samples). With one Deployment both delays are a few tens of milliseconds.
+own delay at 200 from this machine's; post_deploy's p99 at 200 is about the 1 s target here, and
+most of its wait is the emulator's. Then kopf's work per event (one index handler instead of
+two; its finalizer around each running Job) and `http.client`'s per-request cost. With one
+Deployment both delays are a few tens of milliseconds.
 """
 
 
