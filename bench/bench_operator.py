@@ -242,7 +242,7 @@ async def run_scale(
             await wait_until_watching(emulator, contender.watches, operator)
             start_memory = operator.memory()
             await emulator.put_object("", "secrets", database_secret())
-            emulator.served.clear()
+            emulator.asked.clear()
             cpu_before = operator.cpu_seconds()
             names = await load(emulator, timeline, operator, size, one_by_one)
             cpu = operator.cpu_seconds() - cpu_before

@@ -345,7 +345,7 @@ async def measure_round(bench: Bench, strategy: str, tag: int, run: ScenarioRun)
     application that does not get the operator's step within `--delay-timeout` counts as never
     getting it, and ends the scenario (StuckApplications)."""
     recorder, spaces, timeout = bench.recorder, bench.spaces, bench.options.delay_timeout
-    bench.emulator.served.clear()
+    bench.emulator.asked.clear()
     cpu_before = bench.operator.cpu_seconds()
     profiler = await start_profiler(bench, f"{run.operator}-{strategy}-{len(spaces)}-{tag}")
     await bench.ship(tag)

@@ -21,7 +21,6 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-import aiohttp.web
 import attrs
 import kmock
 from tests.operator.emulator import ApiServerEmulator, now
@@ -62,18 +61,15 @@ def completed_job_status(started: str, finished: str) -> dict[str, Any]:
 
 @attrs.define(kw_only=True)
 class CountingEmulator(ApiServerEmulator):
-    """The tests' emulator, counting the requests it serves by verb and resource."""
+    """The tests' emulator, its requests counted by method and resource for the tables."""
 
-    served: Counter[str] = attrs.field(factory=Counter, init=False)
-
-    async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
-        resource = request.resource
-        if resource is not None and resource.plural:
-            watch = request.params.get("watch") in ("true", "1")
-            verb = "WATCH" if watch else request.method.value
-            where = resource.plural + (f"/{request.subresource}" if request.subresource else "")
-            self.served[f"{verb} {where}"] += 1
-        return await super()._handle(request)
+    @property
+    def served(self) -> Counter[str]:
+        """Since `asked` was last cleared: `GET deployments`, `PATCH databasemigrations/status`."""
+        served: Counter[str] = Counter()
+        for asked, count in self.asked.items():
+            served[f"{asked.method} {asked.resource}"] += count
+        return served
 
 
 def declare_custom_resource(emulator: ApiServerEmulator) -> None:

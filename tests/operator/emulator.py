@@ -22,6 +22,7 @@ import importlib.resources
 import itertools
 import json
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -154,6 +155,16 @@ class MutatingWebhook:
     username: str = "kubernetes-admin"  # the requests' userInfo (the emulator has no auth)
 
 
+@dataclass(frozen=True)
+class Asked:
+    """What one request the emulator served asked of a kind of object."""
+
+    method: str  # the HTTP method; WATCH for a watch
+    group: str
+    resource: str  # the plural, with its subresource: databasemigrations/status
+    named: bool  # of one object, not of a collection
+
+
 @dataclass
 class _Watch:
     group: str
@@ -172,6 +183,7 @@ class ApiServerEmulator(kmock.KubernetesScaffold):
         factory=list, init=False
     )  # read what they are given
     served_watches: set[str] = attrs.field(factory=set, init=False)  # plurals kopf watches
+    asked: Counter[Asked] = attrs.field(factory=Counter, init=False)  # every request served
     mutating_webhooks: list[MutatingWebhook] = attrs.field(factory=list, init=False)
     # Objects whose events no watch receives (put_object_unwatched).
     _unwatched: set[Key] = attrs.field(factory=set, init=False)
@@ -238,6 +250,11 @@ class ApiServerEmulator(kmock.KubernetesScaffold):
         resource = request.resource
         if resource is None or resource.plural is None:
             return await super()._handle(request)  # discovery and everything not an object
+        watch = request.params.get("watch") in ("true", "1")
+        subresource = f"/{request.subresource}" if request.subresource else ""
+        method = "WATCH" if watch else request.method.value
+        where = resource.plural + subresource
+        self.asked[Asked(method, resource.group or "", where, request.name is not None)] += 1
         try:
             return await self._serve_object_request(request)
         except ApiError as error:
