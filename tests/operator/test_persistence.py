@@ -58,6 +58,16 @@ def test_a_resources_essence_is_the_one_kopf_builds_so_an_upgrade_sees_no_change
         assert ours.build(body=_body(raw)) == kopfs.build(body=_body(raw))
 
 
+def test_a_body_without_its_kind_gets_kopfs_essence() -> None:
+    raw = _resource({"lastRun": {"id": "r1"}})
+    del raw["kind"]
+
+    essence = DatabaseMigrationDiffBase().build(body=_body(raw))
+
+    assert essence == kopf.AnnotationsDiffBaseStorage().build(body=_body(raw))
+    assert essence["spec"] == _resource()["spec"]
+
+
 def test_a_resources_essence_leaves_its_status_out() -> None:
     essence = DatabaseMigrationDiffBase().build(body=_body(_resource({"lastRun": {"id": "r1"}})))
 

@@ -30,7 +30,7 @@ class DatabaseMigrationDiffBase(kopf.AnnotationsDiffBaseStorage):
     def build(
         self, *, body: kopf.Body, extra_fields: Iterable[kopf.FieldSpec] | None = None
     ) -> kopf.BodyEssence:
-        if body.get("kind") != KIND:
+        if not _is_a_resource(body):
             return kopf.BodyEssence()  # nothing to compare: a fresh one, kopf may edit it
         fields = list(extra_fields or [])
         if fields:  # a handler filtering on a field, possibly in the status: kopf's way
@@ -41,4 +41,9 @@ class DatabaseMigrationDiffBase(kopf.AnnotationsDiffBaseStorage):
 
     def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
         # Another kopf operator's on.update handlers may have left the annotation on a Deployment.
-        return super().fetch(body=body) if body.get("kind") == KIND else None
+        return super().fetch(body=body) if _is_a_resource(body) else None
+
+
+def _is_a_resource(body: kopf.Body) -> bool:
+    """A DatabaseMigration, or a body that does not say its kind (kopf's way for those)."""
+    return bool(body.get("kind", KIND) == KIND)
