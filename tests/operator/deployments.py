@@ -215,7 +215,7 @@ class DeploymentController:
     async def _sync(self, key: Key) -> bool:
         """One pass over one Deployment; True when a step was taken and another may follow."""
         namespace, name = key
-        deployment = self.emulator.stored("apps", "deployments", namespace, name)
+        deployment = self.emulator.peek("apps", "deployments", namespace, name)
         if deployment is None or deployment["metadata"].get("deletionTimestamp"):
             return False
         new_hash = template_hash(deployment["spec"]["template"])
@@ -385,7 +385,7 @@ class DeploymentController:
             live = rollout.live(name)
             ready = sum(1 for pod in live if _is_ready(pod))
             counts = {"replicas": len(live), "readyReplicas": ready, "availableReplicas": ready}
-            stored = self.emulator.stored("apps", "replicasets", namespace, name)
+            stored = self.emulator.peek("apps", "replicasets", namespace, name)
             if stored is None:
                 continue
             updated = {**stored, "spec": {**stored["spec"], "replicas": len(live)}}
@@ -405,9 +405,7 @@ class DeploymentController:
         metadata = deployment["metadata"]
         # Re-read: a step may have bumped the revision annotation, and the status must not undo
         # a concurrent spec change (it is written through the status subresource only).
-        stored = self.emulator.stored(
-            "apps", "deployments", metadata["namespace"], metadata["name"]
-        )
+        stored = self.emulator.peek("apps", "deployments", metadata["namespace"], metadata["name"])
         if stored is None:
             return
         existing = list(stored.get("status", {}).get("conditions", []))

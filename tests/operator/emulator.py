@@ -209,8 +209,13 @@ class ApiServerEmulator(kmock.KubernetesScaffold):
         self, group: str, plural: str, namespace: str | None = None
     ) -> list[dict[str, Any]]:
         """The stored objects themselves, not copies: for simulated controllers, which read
-        many objects per step and copy only the one they change (a write replaces it)."""
+        many objects per step and copy only the one they change (a write replaces it; no
+        stored object is changed in place)."""
         return [self._store[key] for key in self._stored_keys(group, plural, namespace)]
+
+    def peek(self, group: str, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """The stored object itself, as peek_objects: read it, or copy it to change it."""
+        return self._store.get((group, plural, namespace, name))
 
     def _stored_keys(self, group: str, plural: str, namespace: str | None) -> list[Key]:
         """The keys of a kind's objects (in a namespace, or all), in order."""
@@ -362,10 +367,8 @@ class ApiServerEmulator(kmock.KubernetesScaffold):
         for watch in [] if key in self._unwatched else self._watches:
             if (watch.group, watch.plural) == (group, plural) and self._watch_sees(watch, obj):
                 watch.queue.put_nowait(line)
-        if self.write_listeners:  # one copy between them: they read it and change nothing
-            written = json.loads(serialised)
-            for listener in list(self.write_listeners):
-                await listener(event_type, plural, written)
+        for listener in list(self.write_listeners):  # the stored object: they only read it
+            await listener(event_type, plural, obj)
 
     async def _create(
         self,
@@ -403,7 +406,7 @@ class ApiServerEmulator(kmock.KubernetesScaffold):
         )
         self._store[key] = obj
         await self._publish("ADDED", group, plural, obj)
-        return _copy(obj)
+        return obj
 
     async def _update(
         self, key: Key, request: kmock.Request, *, status_only: bool
@@ -518,7 +521,9 @@ class ApiServerEmulator(kmock.KubernetesScaffold):
 
     async def _replace(self, key: Key, candidate: dict[str, Any]) -> dict[str, Any]:
         stored = self._require(key)
-        metadata = candidate.setdefault("metadata", {})
+        # A new dict: the candidate may share its metadata with the stored object, and stored
+        # objects are never changed in place (watches, listeners and controllers read them).
+        metadata = candidate["metadata"] = dict(candidate.get("metadata") or {})
         for immutable in ("name", "namespace", "uid", "creationTimestamp", "generation"):
             if immutable in stored["metadata"]:
                 metadata[immutable] = stored["metadata"][immutable]
@@ -528,7 +533,7 @@ class ApiServerEmulator(kmock.KubernetesScaffold):
             k: v for k, v in stored["metadata"].items() if k != "resourceVersion"
         }
         if unchanged:
-            return _copy(stored)  # a no-op write does not bump resourceVersion
+            return stored  # a no-op write does not bump resourceVersion
         if candidate.get("spec") != stored.get("spec"):
             metadata["generation"] = stored["metadata"].get("generation", 1) + 1
         metadata["resourceVersion"] = str(next(self._versions))
@@ -536,7 +541,7 @@ class ApiServerEmulator(kmock.KubernetesScaffold):
         if metadata.get("deletionTimestamp") and not metadata.get("finalizers"):
             return await self._remove(key)
         await self._publish("MODIFIED", key[0], key[1], candidate)
-        return _copy(candidate)
+        return candidate
 
     async def _delete(self, key: Key) -> dict[str, Any]:
         stored = self._require(key)
@@ -545,14 +550,14 @@ class ApiServerEmulator(kmock.KubernetesScaffold):
                 marked = copy.deepcopy(stored)
                 marked["metadata"]["deletionTimestamp"] = now()
                 return await self._replace(key, marked)
-            return copy.deepcopy(stored)
+            return stored
         return await self._remove(key)
 
     async def _remove(self, key: Key) -> dict[str, Any]:
         removed = self._store.pop(key)
         await self._publish("DELETED", key[0], key[1], removed)
         await self._collect_dependents(removed["metadata"]["uid"])
-        return copy.deepcopy(removed)
+        return removed
 
     async def _collect_dependents(self, owner_uid: str) -> None:
         """Garbage collection: objects owned by a deleted object go too."""
