@@ -66,6 +66,24 @@ def test_what_ended_is_reconciled_before_other_changes_in_order_of_asking() -> N
     lanes.stop()
 
 
+def test_a_result_to_record_comes_after_what_is_waited_for_and_before_other_changes() -> None:
+    recorder = Recorder(calls_expected=4)
+    lanes = _busy_lanes(recorder)
+
+    lanes.request(Urgency.CHANGED, "shop", "new-image")
+    lanes.request(Urgency.RECORD, "shop", "post-deploy-job-finished")
+    lanes.request(Urgency.ENDED, "shop", "rollout-complete")
+    recorder.go.set()
+
+    assert recorder.wait_for_calls() == [
+        ("shop", "blocker"),
+        ("shop", "rollout-complete"),
+        ("shop", "post-deploy-job-finished"),
+        ("shop", "new-image"),
+    ]
+    lanes.stop()
+
+
 def test_a_resource_already_queued_is_reconciled_once_and_moves_up_when_more_urgent() -> None:
     recorder = Recorder(calls_expected=4)
     lanes = _busy_lanes(recorder)

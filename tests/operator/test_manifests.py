@@ -14,6 +14,7 @@ from stagecraft.operator.manifests import (
     MigrationSource,
     ResourceIdentity,
     RunnerSettings,
+    a_rollout_waits_for,
     job_manifest,
     job_name,
     target_hash,
@@ -124,6 +125,31 @@ def test_job_is_owned_by_its_resource_as_controller() -> None:
         "controller": True,
         "blockOwnerDeletion": True,
     }
+
+
+def test_job_and_pods_carry_the_strategy_label() -> None:
+    migrations = {"engine": "raw", "path": "/app/migrations/", "strategy": "post_deploy"}
+    job = _job(_spec(migrations=migrations))
+
+    assert job["metadata"]["labels"]["stagecraft.dev/strategy"] == "post_deploy"
+    assert job["spec"]["template"]["metadata"]["labels"]["stagecraft.dev/strategy"] == "post_deploy"
+
+
+def test_only_a_pre_deploy_jobs_end_is_waited_for_by_a_rollout() -> None:
+    """Its end releases a held rollout; another Job's end only has a result to record. A Job
+    made before the label was counts as waited for: urgent rather than late."""
+
+    def job_of(strategy: str) -> Any:
+        migrations = {"engine": "raw", "path": "/app/migrations/", "strategy": strategy}
+        return _job(_spec(migrations=migrations))
+
+    unlabelled = _job()
+    del unlabelled["metadata"]["labels"]["stagecraft.dev/strategy"]
+
+    assert a_rollout_waits_for(job_of("pre_deploy"))
+    assert not a_rollout_waits_for(job_of("post_deploy"))
+    assert not a_rollout_waits_for(job_of("manual"))
+    assert a_rollout_waits_for(unlabelled)
 
 
 def test_job_and_pods_carry_the_target_hash_label() -> None:

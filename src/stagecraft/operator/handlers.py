@@ -19,7 +19,7 @@ from ..config import Strategy
 from .conditions import RECONCILING, Reason
 from .deployment_changes import Change, DecisiveChanges
 from .lanes import ReconcileLanes, Urgency
-from .manifests import MANAGED_BY, MANAGED_BY_LABEL
+from .manifests import MANAGED_BY, MANAGED_BY_LABEL, a_rollout_waits_for
 from .models import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from .reconcile import Reconciler
 from .runs import job_finished
@@ -122,7 +122,8 @@ def register_handlers(
         warm.mark()
         owner = owning_resource(body)
         if namespace and owner:
-            lanes.request(Urgency.ENDED, namespace, owner)
+            urgency = Urgency.ENDED if a_rollout_waits_for(body) else Urgency.RECORD
+            lanes.request(urgency, namespace, owner)
 
     @kopf.on.cleanup(registry=registry)
     async def stop_lanes(**_: Any) -> None:

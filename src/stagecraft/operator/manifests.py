@@ -11,10 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 import posixpath
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
+from ..config import Strategy
 from .models import API_VERSION, KIND, DatabaseMigrationSpec
 
 MAX_NAME_LENGTH = 63  # Job names become the `job-name` label value on their pods
@@ -35,6 +37,7 @@ URL_VARIABLE = "STAGECRAFT_DATABASE_URL"  # what the CLI reads without --config
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "stagecraft-operator"
 TARGET_HASH_LABEL = "stagecraft.dev/target-hash"
+STRATEGY_LABEL = "stagecraft.dev/strategy"  # how urgent the Job's end is (handlers.follow_job)
 RESOURCE_ANNOTATION = "stagecraft.dev/database-migration"
 ATTEMPT_ANNOTATION = "stagecraft.dev/attempt"
 
@@ -349,13 +352,23 @@ def _pod_failure_policy(spec: DatabaseMigrationSpec) -> dict[str, Any]:
     }
 
 
-def labels_for(hash_of_target: str) -> dict[str, str]:
+def labels_for(hash_of_target: str, strategy: str) -> dict[str, str]:
     return {
         "app.kubernetes.io/name": "stagecraft",
         "app.kubernetes.io/component": "migration",
         MANAGED_BY_LABEL: MANAGED_BY,
         TARGET_HASH_LABEL: hash_of_target,
+        STRATEGY_LABEL: strategy,
     }
+
+
+def a_rollout_waits_for(job: Mapping[str, Any]) -> bool:
+    """Whether a held rollout waits for this Job's end: a pre_deploy Job, or one that does not
+    say its strategy (made before the label was): its end is urgent. Any other Job's end only
+    has its result to record, which the Job keeps meanwhile."""
+    labels = (job.get("metadata") or {}).get("labels") or {}
+    strategy = str(labels.get(STRATEGY_LABEL, Strategy.PRE_DEPLOY.value))
+    return strategy == Strategy.PRE_DEPLOY.value
 
 
 def job_manifest(
@@ -367,7 +380,7 @@ def job_manifest(
     *,
     attempt: int = 1,
 ) -> dict[str, Any]:
-    labels = labels_for(hash_of_target)
+    labels = labels_for(hash_of_target, spec.migrations.strategy.value)
     job_spec: dict[str, Any] = {
         "backoffLimit": spec.job.backoff_limit,
         "podFailurePolicy": _pod_failure_policy(spec),
