@@ -6,9 +6,10 @@ reconcile waits far longer than it runs: with 200 at once (bench/bench_rollout.p
 Job's reconcile, which releases a held rollout, waited about 1.5 s in kopf's first-in, first-out
 thread pool behind the reconciles of other Deployments' changes, and ran for 30 to 70 ms. So:
 
-- Work is ordered by urgency: what ended (a finished Job: its result, the release people wait
-  for; a rollout that completed: post_deploy's Job) before any other change (a new template, a
-  pause: work that starts something), and in the order asked within an urgency.
+- Work is ordered by urgency: what ended and is waited for (a finished pre_deploy Job: the
+  release of a held rollout; a rollout that completed: post_deploy's Job), then the end of any
+  other Job (its result to record, which the Job keeps meanwhile), then any other change (a new
+  template, a pause: work that starts something), and in the order asked within an urgency.
 - A resource is queued at most once: a reconcile reads the resource, its Deployment and its Job
   when it starts, so one that has not started yet covers every later request for the same
   resource (it moves up if a later one is more urgent). A burst of events makes one reconcile.
@@ -37,8 +38,9 @@ ResourceKey = tuple[str, str]  # namespace, name
 
 
 class Urgency(IntEnum):
-    ENDED = 0  # a Job or a rollout ended: record it, release, or start post_deploy's Job
-    CHANGED = 1  # anything else that changed: a new template to migrate, a pause
+    ENDED = 0  # a pre_deploy Job or a rollout ended: release, or start post_deploy's Job
+    RECORD = 1  # another Job ended: its result to record
+    CHANGED = 2  # anything else that changed: a new template to migrate, a pause
 
 
 @dataclass(order=True)
