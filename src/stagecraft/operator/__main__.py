@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import sys
 
+import kopf
+
 from .main import OperatorConfigError, options_from_environment, run_operator
 
 
@@ -14,6 +16,10 @@ def main() -> int:
     except OperatorConfigError as error:
         sys.stderr.write(f"error: {error}\n")
         return 2
+    # kopf logs through the root logger, which only kopf's own CLI sets up: without this, the
+    # chart's operator would say nothing, not even that a handler failed (`stagecraft operator`
+    # sets it up the same way).
+    kopf.configure()
     run_operator(options)
     return 0
 
