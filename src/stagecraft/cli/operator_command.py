@@ -117,8 +117,7 @@ def operator(verbose: bool, **flags: Any) -> None:
     It talks to the cluster as kubectl does: the pod's service account in a cluster, else
     KUBECONFIG or ~/.kube/config. Each flag overrides the environment variable in brackets.
     """
-    import kopf
-
+    from ..operator.logs import configure_logging
     from ..operator.main import OperatorConfigError, options_from_environment, run_operator
 
     try:
@@ -128,5 +127,5 @@ def operator(verbose: bool, **flags: Any) -> None:
             f"error: {error} (flags override the variables: stagecraft operator -h)", err=True
         )
         sys.exit(int(ExitCode.INVALID_INPUT))
-    kopf.configure(verbose=verbose)
+    configure_logging(verbose=verbose)
     run_operator(options)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-import kopf
-
+from .logs import configure_logging
 from .main import OperatorConfigError, options_from_environment, run_operator
 
 
@@ -17,9 +16,8 @@ def main() -> int:
         sys.stderr.write(f"error: {error}\n")
         return 2
     # kopf logs through the root logger, which only kopf's own CLI sets up: without this, the
-    # chart's operator would say nothing, not even that a handler failed (`stagecraft operator`
-    # sets it up the same way).
-    kopf.configure()
+    # chart's operator would say nothing, not even that a handler failed.
+    configure_logging()
     run_operator(options)
     return 0
 
