@@ -536,17 +536,28 @@ each change measured before it was kept):
    reads and lists are serialised straight from the store, its Deployment controller reads
    ReplicaSets and pods without copying them, and its write listeners share one copy. These
    are the test infrastructure's costs, which an API server written in Go on cores of its own
-   does not have; the operator's requests and events are the same.
+   does not have; the operator's requests and events are the same. Stored objects are no
+   longer changed in place, so writes, listeners and the controller use them uncopied.
+8. The end of a Job that no rollout waits for (post_deploy, manual; Jobs carry their strategy
+   in the `stagecraft.dev/strategy` label) is reconciled after what is waited for and before
+   other changes: post_deploy's rollout-complete reconciles no longer queue behind the
+   recording of earlier Jobs' results. It moved post_deploy's median at 200 (0.66-0.71 s in
+   two runs before, 0.41-0.55 s in four after), not clearly its p99.
+9. `python -m stagecraft.operator`, the chart's command, now sets up logging (it logged
+   nothing, not even a failed handler: a handler error of this session went unseen in the
+   bench), without a line per followed event (`operator/logs.py`).
 
 With 1 to 3 the p99s at 200 moved little (pre_deploy 1.3-1.5 s, post_deploy 1.7 s); 4 and 5
-cut the operator's CPU, and 7 let the operator's requests be answered: pre_deploy's p99 at 200
-then ranged 0.78 to 1.07 s over five runs, post_deploy's 0.89 to 1.30 s. What still waits,
+cut the operator's CPU, and 7 let the operator's requests be answered: on the final tree
+pre_deploy's p99 at 200 ranged 0.81 to 0.86 s over four runs, post_deploy's 0.997 to
+1.17 s: at the target, under it in one run of four. What still waits,
 traced in post_deploy: the reconcile threads block on the emulator's answers while the 200 new
 images are admitted (the bench ships them all at once; each PATCH calls the gate webhook over a
 new TLS connection), so the first rollout-complete reconcile starts about 0.5 s after its
 request. Tried and not kept, no change beyond the runs' spread: 8 or 16 reconcile threads
 instead of 4; the emulator keeping its webhook connections open; larger garbage-collector
-thresholds in the operator; the resync timer no longer applying to a resource whose Job runs
+thresholds in the operator; a switch interval of 1 ms for the interpreter's lock (p99s at
+200 of 0.56-0.98 s and 1.00-1.01 s in two runs, against 0.81-0.85 s and 1.03-1.17 s); the resync timer no longer applying to a resource whose Job runs
 (kopf's finalizer is added and removed around each post_deploy Job: 2 PATCHes and 2 events per
 Deployment and round, but after the moment measured).
 
