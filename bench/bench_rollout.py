@@ -557,9 +557,10 @@ new TLS connection), so the first rollout-complete reconcile starts about 0.5 s 
 request. Tried and not kept, no change beyond the runs' spread: 8 or 16 reconcile threads
 instead of 4; the emulator keeping its webhook connections open; larger garbage-collector
 thresholds in the operator; a switch interval of 1 ms for the interpreter's lock (p99s at
-200 of 0.56-0.98 s and 1.00-1.01 s in two runs, against 0.81-0.85 s and 1.03-1.17 s); the resync timer no longer applying to a resource whose Job runs
-(kopf's finalizer is added and removed around each post_deploy Job: 2 PATCHes and 2 events per
-Deployment and round, but after the moment measured).
+200 of 0.56-0.98 s and 1.00-1.01 s in two runs, against 0.81-0.85 s and 1.03-1.17 s); the
+resync timer no longer applying to a resource whose Job runs (kopf's finalizer is added and
+removed around each post_deploy Job: 2 PATCHes and 2 events per Deployment and round, but
+after the moment measured).
 
 **Earlier (2026-11-28):** with the admission handlers as plain functions, pre_deploy at 200
 deadlocked: the releases' PATCHes, sent from kopf's thread pool, waited for the gate webhook,
