@@ -48,35 +48,20 @@ def _busy_lanes(recorder: Recorder) -> ReconcileLanes:
     return lanes
 
 
-def test_what_ended_is_reconciled_before_other_changes_in_order_of_asking() -> None:
-    recorder = Recorder(calls_expected=4)
-    lanes = _busy_lanes(recorder)
-
-    lanes.request(Urgency.CHANGED, "shop", "new-image")
-    lanes.request(Urgency.ENDED, "shop", "job-finished")
-    lanes.request(Urgency.ENDED, "shop", "rollout-complete")
-    recorder.go.set()
-
-    assert recorder.wait_for_calls() == [
-        ("shop", "blocker"),
-        ("shop", "job-finished"),
-        ("shop", "rollout-complete"),
-        ("shop", "new-image"),
-    ]
-    lanes.stop()
-
-
-def test_a_result_to_record_comes_after_what_is_waited_for_and_before_other_changes() -> None:
-    recorder = Recorder(calls_expected=4)
+def test_what_is_waited_for_comes_first_then_results_to_record_then_changes() -> None:
+    """Within an urgency, in the order asked."""
+    recorder = Recorder(calls_expected=5)
     lanes = _busy_lanes(recorder)
 
     lanes.request(Urgency.CHANGED, "shop", "new-image")
     lanes.request(Urgency.RECORD, "shop", "post-deploy-job-finished")
+    lanes.request(Urgency.ENDED, "shop", "pre-deploy-job-finished")
     lanes.request(Urgency.ENDED, "shop", "rollout-complete")
     recorder.go.set()
 
     assert recorder.wait_for_calls() == [
         ("shop", "blocker"),
+        ("shop", "pre-deploy-job-finished"),
         ("shop", "rollout-complete"),
         ("shop", "post-deploy-job-finished"),
         ("shop", "new-image"),
