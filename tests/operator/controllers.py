@@ -220,14 +220,26 @@ class JobController:
         environment = self._environment(namespace, container, home)
         executable = shutil.which(command[0], path=environment["PATH"]) or command[0]
         working_dir = container.get("workingDir")
-        process = await asyncio.create_subprocess_exec(
-            executable,
-            *command[1:],
-            env=environment,
-            cwd=_translate(working_dir, mapping, image_root) if working_dir else home,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
+        spawning = asyncio.ensure_future(
+            asyncio.create_subprocess_exec(
+                executable,
+                *command[1:],
+                env=environment,
+                cwd=_translate(working_dir, mapping, image_root) if working_dir else home,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+            )
         )
+        try:
+            process = await asyncio.shield(spawning)
+        except asyncio.CancelledError:
+            # Cancelled while the process was being started (Ctrl-C in the demo, a test's
+            # teardown): it starts all the same, after the signal that stopped everything else,
+            # so it is stopped here rather than left running.
+            started = await spawning
+            started.kill()
+            await started.wait()
+            raise
         try:
             output, _ = await asyncio.wait_for(process.communicate(), PROCESS_TIMEOUT)
         except BaseException:  # cancelled at teardown or timed out: leave no process behind
