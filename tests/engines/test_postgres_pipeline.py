@@ -5,6 +5,7 @@ engine, whose tracking rows are known up front."""
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,22 @@ def table_exists(url: str, name: str) -> bool:
         return database.table_exists(None, name)
     finally:
         database.close()
+
+
+SESSION_WAIT_SECONDS = 30.0
+
+
+def wait_until_no_other_session(url: str) -> None:
+    """Until no other session works on this test's database (an interrupted run's connection
+    ends once the server has run what it had already received)."""
+    sessions = (
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    )
+    deadline = time.monotonic() + SESSION_WAIT_SECONDS
+    while query(url, sessions)[0][0]:
+        assert time.monotonic() < deadline, "the interrupted run's session never ended"
+        time.sleep(0.01)
 
 
 def folder(url: str, write_folder: FolderWriter, *migrations: tuple[str, str]) -> Path:
@@ -163,6 +180,9 @@ def test_a_run_stopped_midway_leaves_each_migration_applied_with_its_row_or_not_
     path = folder(postgres_url, write_folder, *migrations)
     with pytest.raises(KeyboardInterrupt):
         engine.run(RunOptions(path=path, database_url=postgres_url, progress=StopsAfter(3)))
+    # What was sent ahead before the interruption may still be committing on the server: each
+    # migration commits with its row, and the state is read once the server is done with it.
+    wait_until_no_other_session(postgres_url)
     whens = set(recorded_whens(postgres_url))
     assert {BASE_WHEN, BASE_WHEN + 1, BASE_WHEN + 2} <= whens
     for i in range(40):
