@@ -4,35 +4,15 @@ emulator: what it says in its log."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import sys
 import time
 from pathlib import Path
 
+from tests.cli.emulated_cluster import write_kubeconfig
 from tests.operator.harness import Cluster
 
 LOG_WAIT_SECONDS = 60.0
-
-
-def _kubeconfig(path: Path, server: str) -> Path:
-    """What kubectl would use: the emulator over plain HTTP, a token nobody checks."""
-    path.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "emulator", "cluster": {"server": server}}],
-                "users": [{"name": "tests", "user": {"token": "tests"}}],
-                "contexts": [
-                    {"name": "emulator", "context": {"cluster": "emulator", "user": "tests"}}
-                ],
-                "current-context": "emulator",
-            }
-        ),
-        encoding="utf-8",
-    )
-    return path
 
 
 async def test_the_operator_process_logs_what_kopf_does(cluster: Cluster, tmp_path: Path) -> None:
@@ -42,7 +22,7 @@ async def test_the_operator_process_logs_what_kopf_does(cluster: Cluster, tmp_pa
     environment = {
         "PATH": os.environ.get("PATH", ""),
         "HOME": str(tmp_path),
-        "KUBECONFIG": str(_kubeconfig(tmp_path / "kubeconfig", cluster.operator.server)),
+        "KUBECONFIG": str(write_kubeconfig(tmp_path / "kubeconfig", cluster.operator.server)),
         "STAGECRAFT_RUNNER_IMAGE": "registry.example/stagecraft:0.1.0",
         "STAGECRAFT_LIVENESS": "",
         "STAGECRAFT_METRICS_PORT": "0",
