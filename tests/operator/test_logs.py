@@ -11,6 +11,7 @@ import pytest
 from stagecraft.operator.logs import (
     OBJECTS_LOGGER,
     QUIET_HANDLER_IDS,
+    QUIET_TIMER_IDS,
     QUIET_WEBHOOK_IDS,
     QuietFollowing,
     configure_logging,
@@ -45,13 +46,12 @@ def test_every_quiet_id_is_one_the_operator_registers() -> None:
     registry = build_registry(reconciler, resync_seconds=5.0)
     register_namespace_scope(registry, NamespaceScope(parse_selector("team=shop")), reconciler)
     # kopf's registries are private; kopf's own observer reads them the same way.
-    handlers: list[Any] = [
-        *registry._watching.get_all_handlers(),
-        *registry._spawning.get_all_handlers(),
-    ]
+    handlers: list[Any] = list(registry._watching.get_all_handlers())
+    timers: list[Any] = list(registry._spawning.get_all_handlers())
     webhooks: list[Any] = list(registry._webhooks.get_all_handlers())
 
     assert {handler.id for handler in handlers} >= QUIET_HANDLER_IDS
+    assert {timer.id for timer in timers} >= QUIET_TIMER_IDS
     assert {webhook.id for webhook in webhooks} >= QUIET_WEBHOOK_IDS
 
 
