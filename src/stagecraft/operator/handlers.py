@@ -92,11 +92,10 @@ def register_handlers(
     registry: kopf.OperatorRegistry,
     reconciler: Reconciler,
     *,
+    warm: Warmup,
     resync_seconds: float = 5.0,
-    warmup: Warmup | None = None,
 ) -> None:
-    """`warmup` is marked by every handler that runs (warmup.py)."""
-    warm = warmup if warmup is not None else Warmup()
+    """`warm` is marked by every handler that runs (warmup.py)."""
 
     def reconcile_resource(namespace: str | None, name: str | None, **_: Any) -> None:
         warm.mark()

@@ -154,7 +154,7 @@ def build_registry(
     namespaces, so a Deployment elsewhere has no gate to find."""
     registry = kopf.OperatorRegistry()
     warm = warmup if warmup is not None else Warmup()
-    register_handlers(registry, reconciler, resync_seconds=resync_seconds, warmup=warm)
+    register_handlers(registry, reconciler, warm=warm, resync_seconds=resync_seconds)
     if webhooks:
         scope = reconciler.scope if isinstance(reconciler, ScopedReconciler) else None
 
