@@ -496,8 +496,8 @@ made each reconcile longer (312 ms median with 16).
    requests per Deployment and round went from 49 to 16 (pre_deploy) and 44 to 14
    (post_deploy; 15 while every replica's gate read the API server for a labelled Deployment
    its index has no gate for, until 6 below), the operator's CPU per round from 6.9 to about
-   3.5 s. Alone, this did not move the p99s: the queue was shorter but
-   still first-in, first-out.
+   3.5 s. Alone, this did not move the p99s: the queue was shorter but still first-in,
+   first-out.
 2. The release is written before the status (the rollout waits for the release, not for the
    record), and a release the API server refuses is retried by the resync timer.
 3. Reconciles asked for by Job and Deployment events go to `operator/lanes.py`: what ended (a
@@ -533,11 +533,10 @@ each change measured before it was kept):
    bench process (API server, Deployment and Job controllers) used its whole core while the
    operator used a third of its own, waiting for answers (CPU sampled every 0.1 s from /proc).
    Its watch events are now serialised once for every watch instead of deep-copied per watch,
-   reads and lists are serialised straight from the store, its Deployment controller reads
-   ReplicaSets and pods without copying them, and its write listeners share one copy. These
-   are the test infrastructure's costs, which an API server written in Go on cores of its own
-   does not have; the operator's requests and events are the same. Stored objects are no
-   longer changed in place, so writes, listeners and the controller use them uncopied.
+   reads and lists are serialised straight from the store, and stored objects are no longer
+   changed in place, so writes, write listeners and its Deployment controller use them without
+   copying. These are the test infrastructure's costs, which an API server written in Go on
+   cores of its own does not have; the operator's requests and events are the same.
 8. The end of a Job that no rollout waits for (post_deploy, manual; Jobs carry their strategy
    in the `stagecraft.dev/strategy` label) is reconciled after what is waited for and before
    other changes: post_deploy's rollout-complete reconciles no longer queue behind the

@@ -179,9 +179,7 @@ class ApiServerEmulator(kmock.KubernetesScaffold):
     _store: dict[Key, dict[str, Any]] = attrs.field(factory=dict, init=False)
     _watches: list[_Watch] = attrs.field(factory=list, init=False)
     _versions: itertools.count[int] = attrs.field(factory=lambda: itertools.count(1), init=False)
-    write_listeners: list[WriteListener] = attrs.field(
-        factory=list, init=False
-    )  # read what they are given
+    write_listeners: list[WriteListener] = attrs.field(factory=list, init=False)
     served_watches: set[str] = attrs.field(factory=set, init=False)  # plurals kopf watches
     asked: Counter[Asked] = attrs.field(factory=Counter, init=False)  # every request served
     mutating_webhooks: list[MutatingWebhook] = attrs.field(factory=list, init=False)
@@ -321,7 +319,7 @@ class ApiServerEmulator(kmock.KubernetesScaffold):
         self._watches.append(watch)
         self.served_watches.add(plural)
         try:
-            # Serialised before the first write: objects may change while it is sent.
+            # Serialised before the first write: the store may change while it is sent.
             listed = [
                 _event_line("ADDED", json.dumps(self._store[key]))
                 for key in self._stored_keys(group, plural, request.namespace)
