@@ -42,6 +42,9 @@ class JobController:
     runs: list[ContainerOutcome] = field(default_factory=list)  # every container that ran
     # Cleared, Jobs wait before their pod starts: a test can act while a Job is in flight.
     released: asyncio.Event = field(default_factory=asyncio.Event)
+    # The Jobs of a DatabaseMigration named here also wait for its event: one resource's Job
+    # can be held while another's runs.
+    held: dict[str, asyncio.Event] = field(default_factory=dict)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def on_write(self, event: str, plural: str, obj: dict[str, Any]) -> None:
@@ -69,6 +72,10 @@ class JobController:
 
     async def _run_job(self, job: dict[str, Any]) -> None:
         await self.released.wait()
+        owners = [owner["name"] for owner in job["metadata"].get("ownerReferences") or []]
+        for owner in owners:
+            if owner in self.held:
+                await self.held[owner].wait()
         started = now()
         await self._write_job_status(job, {"startTime": started, "active": 1})
         fail_job_codes = _fail_job_exit_codes(job)

@@ -6,7 +6,11 @@ import copy
 from typing import Any
 
 from stagecraft.operator.deployment_changes import Change, DecisiveChanges
-from stagecraft.operator.gate import PENDING_HASH_ANNOTATION, RESUME_REFUSED_ANNOTATION
+from stagecraft.operator.gate import (
+    PENDING_HASH_ANNOTATION,
+    RESUME_REFUSED_ANNOTATION,
+    confirmation_key,
+)
 
 
 def _rolling_out(updated: int = 1, image: str = "registry.example/shop-api:42") -> dict[str, Any]:
@@ -85,6 +89,10 @@ def test_a_pause_a_resume_and_the_gate_annotations_pass() -> None:
     refused = copy.deepcopy(pending)
     refused["metadata"]["annotations"][RESUME_REFUSED_ANNOTATION] = "alice"
     assert _passes(changes, refused)
+    # Another resource gating the Deployment confirmed: the last one to succeed releases.
+    confirmed = copy.deepcopy(refused)
+    confirmed["metadata"]["annotations"][confirmation_key("audit-db")] = "0123456789abcdef"
+    assert _passes(changes, confirmed)
     assert _passes(changes, deployment)  # back to where it was: a change all the same
 
 

@@ -18,18 +18,15 @@ from stagecraft.operator.gate import (
     APPROVED_HASH_ANNOTATION,
     PENDING_HASH_ANNOTATION,
     RESUME_REFUSED_ANNOTATION,
+    Gate,
+    Gates,
     deployment_gate_hash,
 )
+from stagecraft.operator.gate_index import GateDirectory, GateKey, index_gates
 from stagecraft.operator.manifests import RunnerSettings
 from stagecraft.operator.reconcile import ReconcilerSettings
 from stagecraft.operator.scoping import NamespaceScope, ScopedReconciler, parse_selector
-from stagecraft.operator.webhooks import (
-    GATE_HANDLER_ID,
-    Gate,
-    GateKey,
-    index_gates,
-    serving_only,
-)
+from stagecraft.operator.webhooks import GATE_HANDLER_ID, serving_only
 from tests.operator.emulator import json_patch
 from tests.operator.harness import (
     RUNNER_IMAGE,
@@ -151,6 +148,32 @@ async def test_a_new_image_is_paused_in_the_same_write(cluster: Cluster) -> None
     assert stored["spec"]["template"] == new["spec"]["template"]
 
 
+async def test_with_two_resources_a_new_image_of_a_container_either_names_is_paused(
+    cluster: Cluster,
+) -> None:
+    await _gated_by(cluster)
+    await cluster.apply_database_migration(
+        "jobs-db",
+        {
+            "migrations": {"engine": "raw", "path": "/app/jobs", "strategy": "pre_deploy"},
+            "connection": {"secretKeyRef": {"name": "jobs-db", "key": "url"}},
+            "deployment": {"name": "shop-api", "containers": ["worker"]},
+        },
+    )
+    await cluster.wait_for_status("jobs-db", lambda status: status.get("observedGeneration") == 1)
+    both = Gates.of([("shop-db", ["api"]), ("jobs-db", ["worker"])])
+    old = _deployment()
+    old["spec"]["template"]["spec"]["containers"].append({"name": "worker", "image": "jobs:1"})
+    old["metadata"]["annotations"] = {APPROVED_HASH_ANNOTATION: both.deployment_hash(old)}
+    new = copy.deepcopy(old)
+    new["spec"]["template"]["spec"]["containers"][1]["image"] = "jobs:2"  # only jobs-db's
+
+    stored = await _admitted(cluster, _review(new, old))
+
+    assert stored["spec"]["paused"] is True
+    assert stored["metadata"]["annotations"][PENDING_HASH_ANNOTATION] == both.deployment_hash(new)
+
+
 async def test_restart_and_scale_pass_untouched(cluster: Cluster) -> None:
     await _gated_by(cluster)
     old = _approved()
@@ -227,6 +250,17 @@ def test_a_resource_being_deleted_gates_nothing_so_its_release_of_the_deployment
     assert index_gates("shop", "shop-db", spec, meta={}) == {("shop", "shop-api"): ("shop-db", ())}
     deleting = {"deletionTimestamp": "2026-11-28T17:00:00Z"}
     assert index_gates("shop", "shop-db", spec, meta=deleting) == {}
+
+
+def test_reconciles_see_the_other_resources_gating_their_deployment_once_attached() -> None:
+    directory = GateDirectory()
+    index: dict[GateKey, list[Gate]] = {
+        ("shop", "shop-api"): [("shop-db", ("api",)), ("audit-db", ())],
+    }
+    assert directory.others("shop", "shop-api", "shop-db") == ()  # not attached: alone
+    directory.attach(index)
+    assert directory.others("shop", "shop-api", "shop-db") == (("audit-db", ()),)
+    assert directory.others("shop", "other-api", "shop-db") == ()
 
 
 async def test_dry_run_gets_the_same_answer_and_changes_nothing(cluster: Cluster) -> None:

@@ -18,6 +18,8 @@ from stagecraft.operator.gate import (
     APPROVED_HASH_ANNOTATION,
     PENDING_HASH_ANNOTATION,
     RESUME_REFUSED_ANNOTATION,
+    confirmation_key,
+    confirmations_of,
     deployment_gate_hash,
 )
 from stagecraft.operator.models import GROUP, PLURAL, VERSION
@@ -39,19 +41,29 @@ ORDERS = {**CUSTOMERS, "0002_orders.sql": "CREATE TABLE orders (id integer PRIMA
 INVOICES = {**ORDERS, "0003_invoices.sql": "CREATE TABLE invoices (id integer PRIMARY KEY);"}
 
 
-def _image(cluster: Cluster, root: Path, image: str, files: Mapping[str, str]) -> None:
-    """A folder that plays an application image: its migrations live in /app/migrations."""
-    folder = root / image.rsplit(":", 1)[1] / "app" / "migrations"
-    folder.mkdir(parents=True)
-    for name, content in files.items():
-        (folder / name).write_text(content, encoding="utf-8")
-    cluster.jobs.images[image] = folder.parent.parent
+def _image(
+    cluster: Cluster,
+    root: Path,
+    image: str,
+    files: Mapping[str, str],
+    audit: Mapping[str, str] | None = None,
+) -> None:
+    """A folder that plays an application image: its migrations live in /app/migrations, and
+    those of its second database, if any, in /app/audit."""
+    app = root / image.rsplit(":", 1)[1] / "app"
+    for folder_name, contents in (("migrations", files), ("audit", audit or {})):
+        folder = app / folder_name
+        folder.mkdir(parents=True)
+        for name, content in contents.items():
+            (folder / name).write_text(content, encoding="utf-8")
+    cluster.jobs.images[image] = app.parent
 
 
-def _spec() -> dict[str, Any]:
+def _spec(path: str = "/app/migrations", database: str = "shop-db") -> dict[str, Any]:
+    """`database`: the Secret that holds its URL."""
     return {
-        "migrations": {"engine": "raw", "path": "/app/migrations", "strategy": "pre_deploy"},
-        "connection": {"secretKeyRef": {"name": "shop-db", "key": "url"}},
+        "migrations": {"engine": "raw", "path": path, "strategy": "pre_deploy"},
+        "connection": {"secretKeyRef": {"name": database, "key": "url"}},
         "deployment": {"name": "shop-api", "containers": ["api"]},
     }
 
@@ -533,3 +545,121 @@ async def test_an_operator_restart_while_a_first_creation_is_held_releases_it_on
     await _wait_for("v41 released", _released_with(cluster, V41), cluster)
     await _wait_for("v41 rolled out", lambda: _images_of_pods(cluster) == {V41}, cluster)
     assert len(cluster.jobs.runner_runs()) == 1
+
+
+# ---- one Deployment, two databases: each a pre_deploy resource gating it -------------------
+
+AUDIT_V41 = {"0001_audit_log.sql": "CREATE TABLE audit_log (id integer PRIMARY KEY);"}
+AUDIT_V42 = {**AUDIT_V41, "0002_audit_trail.sql": "CREATE TABLE audit_trail (id integer);"}
+
+
+async def _two_databases_held(
+    cluster: Cluster, root: Path, shop_url: str, audit_url: str
+) -> asyncio.Event:
+    """v41 serving with both databases migrated; v42 shipped, shop-db's migration done and
+    audit-db's Job held until the returned event is set."""
+    _image(cluster, root, V41, ORDERS, audit=AUDIT_V41)
+    await cluster.create_secret("shop-db", {"url": shop_url})
+    await cluster.create_secret("audit-db", {"url": audit_url})
+    await cluster.create("apps", "deployments", _deployment_manifest(V41))
+    await _wait_for("v41 rolled out", lambda: _images_of_pods(cluster) == {V41}, cluster)
+    await cluster.apply_database_migration("shop-db", _spec())
+    await cluster.apply_database_migration("audit-db", _spec("/app/audit", "audit-db"))
+    await _wait_for("v41 approved", _released_with(cluster, V41), cluster)
+    for name in ("shop-db", "audit-db"):
+        await cluster.wait_for_status(name, _ready_for(V41))
+
+    _image(cluster, root, V42, INVOICES, audit=AUDIT_V42)
+    audit_held = cluster.jobs.held["audit-db"] = asyncio.Event()
+    await _set_image(cluster, V42)
+    await cluster.wait_for_status(
+        "shop-db",
+        lambda status: (
+            "until the migrations of DatabaseMigration audit-db succeed"
+            in condition_of(status, "Ready").get("message", "")
+        ),
+    )
+    return audit_held
+
+
+async def test_with_two_databases_a_new_template_waits_for_both_migrations(
+    cluster: Cluster, postgres_url: str, other_postgres_url: str, tmp_path: Path
+) -> None:
+    audit_held = await _two_databases_held(cluster, tmp_path, postgres_url, other_postgres_url)
+
+    # shop-db's migration succeeded first: it confirms, and the template stays held.
+    shop = condition_of(cluster.database_migration("shop-db")["status"], "Ready")
+    assert shop["status"] == "True"
+    assert "Deployment shop-api is held paused" in shop["message"]
+    deployment = _deployment(cluster)
+    pending = _gate_hash_of(V42)
+    assert deployment["spec"]["paused"] is True
+    assert _annotations(deployment)[PENDING_HASH_ANNOTATION] == pending
+    assert confirmations_of(deployment) == {confirmation_key("shop-db"): pending}
+    assert "invoices" in _tables(postgres_url)
+    assert "audit_trail" not in _tables(other_postgres_url)
+    assert _images_of_replica_sets(cluster) == {V41}  # v42 waits for audit-db's schema
+
+    audit_held.set()
+    await _wait_for("v42 released", _released_with(cluster, V42), cluster)
+    await _wait_for("v42 rolled out", lambda: _images_of_pods(cluster) == {V42}, cluster)
+    assert "audit_trail" in _tables(other_postgres_url)
+    assert confirmations_of(_deployment(cluster)) == {}
+    await _wait_for(
+        "the last to succeed reports the release",
+        lambda: ("DeploymentReleased", "Normal") in cluster.event_reasons("audit-db"),
+        cluster,
+    )
+
+
+async def test_with_two_databases_a_failed_migration_holds_the_template_for_both(
+    cluster: Cluster, postgres_url: str, other_postgres_url: str, tmp_path: Path
+) -> None:
+    _image(cluster, tmp_path, V41, ORDERS, audit=AUDIT_V41)
+    await cluster.create_secret("shop-db", {"url": postgres_url})
+    await cluster.create_secret("audit-db", {"url": other_postgres_url})
+    await cluster.create("apps", "deployments", _deployment_manifest(V41))
+    await _wait_for("v41 rolled out", lambda: _images_of_pods(cluster) == {V41}, cluster)
+    await cluster.apply_database_migration("shop-db", _spec())
+    await cluster.apply_database_migration("audit-db", _spec("/app/audit", "audit-db"))
+    await _wait_for("v41 approved", _released_with(cluster, V41), cluster)
+    broken = {**AUDIT_V41, "0002_broken.sql": "CREATE TABLE audit_trail (id"}
+    _image(cluster, tmp_path, V42, INVOICES, audit=broken)
+
+    await _set_image(cluster, V42)
+
+    stalled = await cluster.wait_for_status(
+        "audit-db", lambda status: condition_of(status, "Stalled").get("status") == "True"
+    )
+    assert "0002_broken.sql" in condition_of(stalled, "Stalled")["message"]
+    await cluster.wait_for_status(
+        "shop-db",
+        lambda status: (
+            "until the migrations of DatabaseMigration audit-db succeed"
+            in condition_of(status, "Ready").get("message", "")
+        ),
+    )
+    assert _deployment(cluster)["spec"]["paused"] is True
+    assert _images_of_pods(cluster) == {V41}  # the old version keeps serving
+
+
+@pytest.mark.parametrize("while_down", [False, True], ids=["operator up", "restarted"])
+async def test_deleting_the_database_still_migrating_releases_what_the_others_migrated(
+    cluster: Cluster,
+    postgres_url: str,
+    other_postgres_url: str,
+    tmp_path: Path,
+    while_down: bool,
+) -> None:
+    await _two_databases_held(cluster, tmp_path, postgres_url, other_postgres_url)
+    if while_down:  # the confirmation lives on the Deployment: a new process finds it
+        await cluster.restart_operator()
+
+    custom = cluster.api._custom
+    await asyncio.to_thread(
+        custom.delete_namespaced_custom_object, GROUP, VERSION, NAMESPACE, PLURAL, "audit-db"
+    )
+
+    await _wait_for("v42 released", _released_with(cluster, V42), cluster)
+    await _wait_for("v42 rolled out", lambda: _images_of_pods(cluster) == {V42}, cluster)
+    assert confirmations_of(_deployment(cluster)) == {}

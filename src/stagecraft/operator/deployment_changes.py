@@ -7,9 +7,10 @@ of a Deployment on each of them cost 13 to 15 reconciles per Deployment and roll
 matter (bench/bench_rollout.py), and at 200 Deployments at once the two waited behind the rest.
 
 What the planner decides on is: the containers' images (the target and the gate hash),
-`spec.paused` and the gate's annotations (pre_deploy), the generation, and the phase of the
-rollout (post_deploy; complete, failed, paused, in progress as `rollout.rollout_state` reads it
-from the Deployment's own status, whose `terminatingReplicas` counts pods going away). An event
+`spec.paused` and the gate's annotations, confirmations included (pre_deploy), the generation,
+and the phase of the rollout (post_deploy; complete, failed, paused, in progress as
+`rollout.rollout_state` reads it from the Deployment's own status, whose `terminatingReplicas`
+counts pods going away). An event
 whose state equals the last passed one of that Deployment changes nothing decided, and is
 dropped. What this leaves to the resync timer: the progress message of a rollout in flight
 (the timer looks at resources waiting for a rollout), and pods of a bypassed gate, which are
@@ -23,7 +24,7 @@ from collections.abc import Mapping
 from enum import Enum
 from typing import Any, NamedTuple
 
-from .gate import GATE_ANNOTATIONS
+from .gate import GATE_ANNOTATIONS, confirmations_of
 from .rollout import RolloutPhase, reported_rollout
 
 
@@ -43,7 +44,10 @@ def decisive_state(deployment: Mapping[str, Any]) -> DecisiveState:
     containers = ((spec.get("template") or {}).get("spec") or {}).get("containers") or []
     images = tuple(sorted((str(c.get("name")), str(c.get("image"))) for c in containers))
     annotations = metadata.get("annotations") or {}
-    gate = tuple((key, annotations.get(key)) for key in GATE_ANNOTATIONS)
+    # A confirmation is decisive: the other resources gating the Deployment decide again on
+    # it, and the last one whose migration succeeded releases.
+    confirmations = sorted(confirmations_of(deployment).items())
+    gate = (*((key, annotations.get(key)) for key in GATE_ANNOTATIONS), *confirmations)
     phase = reported_rollout(deployment).phase  # the images changing is in `images` already
     return DecisiveState(images, bool(spec.get("paused")), gate, metadata.get("generation"), phase)
 

@@ -18,13 +18,14 @@ import kopf
 from ..config import Strategy
 from .conditions import RECONCILING, Reason
 from .deployment_changes import Change, DecisiveChanges
+from .gate import Gate
+from .gate_index import GATES_INDEX, GateKey, gates_of, index_gates
 from .lanes import ReconcileLanes, Urgency
 from .manifests import MANAGED_BY, MANAGED_BY_LABEL, a_rollout_waits_for
 from .models import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from .reconcile import Reconciler
 from .runs import job_finished
 from .warmup import Warmup
-from .webhooks import GATES_INDEX, index_gates
 
 
 def owning_resource(job: kopf.Body | dict[str, Any]) -> str | None:
@@ -158,7 +159,25 @@ def register_handlers(
         when=finished_or_gone,
     )(follow_job)
     _follow_sources(registry, lanes, warm)
+    _index_gates(registry, reconciler)
     _release_gates(registry, reconciler)
+
+
+def _index_gates(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> None:
+    """The index of which pre_deploy resources gate which Deployment: the gate webhook decides
+    from it, and reconciles read it (through `reconciler.gates`) to know whether others gate
+    their Deployment too, so that only the last of them to succeed releases it."""
+
+    async def index_gates_on_the_loop(**kwargs: Any) -> dict[GateKey, Gate]:
+        """A coroutine: kopf runs plain functions on its thread pool, where each of a
+        resource's events would wait behind the reconciles for a pure computation."""
+        return index_gates(**kwargs)
+
+    kopf.index(GROUP, VERSION, PLURAL, registry=registry, id=GATES_INDEX)(index_gates_on_the_loop)
+
+    @kopf.on.startup(registry=registry)
+    async def show_reconciles_the_gates(**kwargs: Any) -> None:
+        reconciler.gates.attach(kwargs[GATES_INDEX])
 
 
 def _follow_sources(registry: kopf.OperatorRegistry, lanes: ReconcileLanes, warm: Warmup) -> None:
@@ -232,31 +251,30 @@ def _what_changed(new: Any) -> str:
     return f"now gates Deployment {deployment}" if deployment else "names no Deployment any more"
 
 
-def _gated_by_another(index: Mapping[Any, Any], namespace: str, name: str, spec: Any) -> bool:
-    deployment = str((spec.get("deployment") or {}).get("name"))
-    gates: list[tuple[str, tuple[str, ...]]] = list(index.get((namespace, deployment), []))
-    return any(resource != name for resource, _ in gates)
-
-
 def _release_gates(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> None:
-    """A finalizer: a deleted pre_deploy resource releases the Deployment it paused (unless
-    another pre_deploy resource still gates it), so no Deployment stays paused for a resource
-    that no longer exists. The same goes for a resource that stops gating it (another strategy
-    or Deployment): the webhook no longer holds that Deployment, and nothing else would."""
+    """A finalizer: a deleted pre_deploy resource releases the Deployment it paused, so no
+    Deployment stays paused for a resource that no longer exists; when other pre_deploy
+    resources still gate it, only once they have all migrated its template. The same goes for a
+    resource that stops gating it (another strategy or Deployment): the webhook no longer holds
+    that Deployment for it, and nothing else would."""
 
     def release(
         namespace: str | None,
         name: str | None,
         spec: Mapping[str, Any],
-        index: Mapping[Any, Any],
+        index: Mapping[GateKey, Any],
         event: tuple[kopf.Body, str] | None = None,
     ) -> None:
-        """Release the Deployment of `spec` unless another resource gates it (and will release
-        it); `event`: the resource and why, for the GateRemoved Event."""
-        if not namespace or not name or _gated_by_another(index, namespace, name, spec):
+        """Release the Deployment of `spec` (see above); `event`: the resource and why, for the
+        GateRemoved Event."""
+        if not namespace or not name:
             return
+        deployment = str((spec.get("deployment") or {}).get("name"))
+        remaining = gates_of(index, namespace, deployment).without(name)
         involved, why = event if event is not None else (None, "")
-        if not reconciler.release_gate(namespace, name, dict(spec), involved, why):
+        if not reconciler.release_gate(
+            namespace, name, dict(spec), remaining, involved=involved, why=why
+        ):
             raise kopf.TemporaryError(
                 "the Deployment changed; releasing it again", delay=RELEASE_RETRY_DELAY
             )

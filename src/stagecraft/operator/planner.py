@@ -15,7 +15,7 @@ The rollout gate of issue 5 plugs into step 5 (`run_gate`) and nowhere else.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -24,6 +24,8 @@ from typing import Any
 from ..config import Strategy
 from .conditions import Phase, Reason, Verdict
 from .gate import (
+    Gate,
+    Gates,
     GateStep,
     bypass_verdict,
     deployment_gate_hash,
@@ -89,6 +91,8 @@ class Observed:
     scheduled_retry_at: datetime | None = None  # status.nextRetryAt, set while a retry waits
     retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
     deployment: DeploymentObservation | None = None  # spec.deployment, when it exists
+    # The other pre_deploy resources that gate the same Deployment (the operator's index).
+    other_gates: tuple[Gate, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -125,11 +129,19 @@ def run_gate(spec: DatabaseMigrationSpec, observed: Observed, target: str) -> Ve
     return None
 
 
+def gates_for(spec: DatabaseMigrationSpec, resource: str, others: Sequence[Gate]) -> Gates:
+    """The resources that gate this one's Deployment: itself, as its spec says now, and the
+    others the index holds."""
+    containers = spec.deployment.containers if spec.deployment is not None else ()
+    return Gates.of([*others, (resource, containers)])
+
+
 def pods_matter(
     spec: DatabaseMigrationSpec,
     deployment: Mapping[str, Any],
     last_run: RunRecord | None,
     target: str | None,
+    gates: Gates | None = None,
 ) -> bool:
     """Whether the decision reads the Deployment's pods. Listing them costs the API server a
     pass over the namespace's pods and was the largest read of a reconcile, and most decisions
@@ -139,9 +151,9 @@ def pods_matter(
     cluster that does not count them in `status.terminatingReplicas`."""
     if spec.deployment is None:
         return False
-    containers = spec.deployment.containers
     if strategy_is_pre_deploy(spec):
-        return may_be_bypassed(deployment, containers)
+        gating = gates if gates is not None else Gates.alone(spec.deployment.containers)
+        return may_be_bypassed(deployment, gating)
     if spec.migrations.strategy is not Strategy.POST_DEPLOY:
         return False
     if last_run is not None and last_run.target_hash == target:
@@ -363,7 +375,6 @@ def _gate_step(observed: Observed, decision: Decision) -> GateStep | None:
     spec = observed.validation.spec
     if spec is None or not strategy_is_pre_deploy(spec) or observed.deployment is None:
         return None
-    assert spec.deployment is not None  # strategy_is_pre_deploy says so
     run = decision.run
     succeeded = (
         decision.target_hash is not None
@@ -371,7 +382,8 @@ def _gate_step(observed: Observed, decision: Decision) -> GateStep | None:
         and run.result == "Succeeded"
         and run.target_hash == decision.target_hash
     )
-    return gate_step(observed.deployment.body, spec.deployment.containers, succeeded)
+    gates = gates_for(spec, observed.resource_name, observed.other_gates)
+    return gate_step(observed.deployment.body, gates, observed.resource_name, succeeded)
 
 
 def _with_gate_verdict(observed: Observed, decision: Decision) -> Decision:
@@ -380,14 +392,15 @@ def _with_gate_verdict(observed: Observed, decision: Decision) -> Decision:
     spec = observed.validation.spec
     if spec is None or not strategy_is_pre_deploy(spec) or observed.deployment is None:
         return decision
-    assert spec.deployment is not None  # strategy_is_pre_deploy says so
-    body, containers = observed.deployment.body, spec.deployment.containers
-    if decision.gate is not None and (decision.gate.release or decision.gate.approve):
+    body = observed.deployment.body
+    gates = gates_for(spec, observed.resource_name, observed.other_gates)
+    step = decision.gate
+    if step is not None and step.releases_or_approves:
         return decision  # the template's migration succeeded: released by this reconcile
-    bypassed = bypass_verdict(body, observed.deployment.pods, containers, decision.verdict)
+    bypassed = bypass_verdict(body, observed.deployment.pods, gates, decision.verdict)
     if bypassed is not None:
         return replace(decision, verdict=bypassed)
-    note = held_note(body, containers)
+    note = held_note(body, gates, step.waiting_for if step is not None else ())
     if note is None:
         return decision
     verdict = replace(decision.verdict, message=f"{decision.verdict.message}; {note}")

@@ -17,13 +17,18 @@ from typing import Any
 from .cluster import Cluster, ClusterError
 from .conditions import EventReason, Phase, Reason, Verdict, updated_conditions
 from .gate import (
+    Gate,
+    Gates,
     approve_patch,
     clear_resume_refused_patch,
-    deployment_gate_hash,
+    confirm_patch,
     forget_gate_patch,
+    hand_over_patch,
     holds_a_template,
     release_patch,
+    withdraw_patch,
 )
+from .gate_index import GateDirectory
 from .manifests import (
     RUNNER_CONTAINER,
     TARGET_HASH_LABEL,
@@ -46,8 +51,10 @@ from .planner import (
     Observed,
     RetryPolicy,
     decide,
+    gates_for,
     parse_time,
     pods_matter,
+    strategy_is_pre_deploy,
 )
 from .requests import parse_run_request
 from .runs import JobObservation, job_finished, observe_job
@@ -100,6 +107,9 @@ class Reconciler:
         # The status each resource has as far as this process knows: the last it wrote or found
         # unchanged. A delivered body with another status may be older than that write.
         self._written: dict[tuple[str, str], DatabaseMigrationStatus] = {}
+        # Which other pre_deploy resources gate a resource's Deployment: kopf's index, once
+        # the operator has started (handlers.py attaches it).
+        self.gates = GateDirectory()
 
     def _lock_for(self, namespace: str, name: str) -> threading.Lock:
         with self._locks_guard:
@@ -167,12 +177,18 @@ class Reconciler:
         deployment: DeploymentObservation | None = None
         spec = validation.spec
         target: str | None = None
+        others: tuple[Gate, ...] = ()
         if spec is not None:
+            if strategy_is_pre_deploy(spec) and spec.deployment is not None:
+                others = self.gates.others(namespace, spec.deployment.name, name)
             read = self._deployment(namespace, spec)
             lookup = resolve_source(self.cluster, namespace, spec, read)
             target = target_hash(spec, lookup.source) if lookup.source is not None else None
             if read is not None:
-                deployment = self._observe_deployment(namespace, spec, read, status, target)
+                gates = gates_for(spec, name, others)
+                deployment = self._observe_deployment(
+                    namespace, spec, read, status, target, gates=gates
+                )
         if target is not None:
             last = status.last_run
             # Only a run in flight for this target has a Job to look at: a finished run's result
@@ -196,6 +212,7 @@ class Reconciler:
             retry_policy=self.settings.retry,
             scheduled_retry_at=parse_time(status.next_retry_at) if status.next_retry_at else None,
             deployment=deployment,
+            other_gates=others,
         )
 
     def _deployment(self, namespace: str, spec: DatabaseMigrationSpec) -> dict[str, Any] | None:
@@ -210,10 +227,12 @@ class Reconciler:
         deployment: dict[str, Any],
         status: DatabaseMigrationStatus,
         target: str | None,
+        *,
+        gates: Gates,
     ) -> DeploymentObservation:
         """The Deployment, with its pods (those its selector's matchLabels select) when the
         decision reads them."""
-        if not pods_matter(spec, deployment, status.last_run, target):
+        if not pods_matter(spec, deployment, status.last_run, target, gates=gates):
             return DeploymentObservation(deployment)
         selector = ((deployment.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
         label_selector = ",".join(f"{key}={value}" for key, value in sorted(selector.items()))
@@ -368,16 +387,21 @@ class Reconciler:
                 events.append(PendingEvent("Warning", EventReason.RESUME_REFUSED, message))
                 patch = clear_resume_refused_patch(step.resume_refused)
                 self.cluster.patch_deployment(namespace, name, patch)
-            if step.release and self.cluster.patch_deployment(
-                namespace, name, release_patch(step.gate_hash, step.stale_pending)
-            ):
+            if step.withdraw is not None:
+                self.cluster.patch_deployment(namespace, name, withdraw_patch(*step.withdraw))
+            if step.confirm is not None:
+                # Its change reconciles the other gating resources: the last to succeed sees
+                # every confirmation and releases.
+                self.cluster.patch_deployment(namespace, name, confirm_patch(*step.confirm))
+            release = release_patch(step.gate_hash, step.stale_pending, step.confirmations)
+            if step.release and self.cluster.patch_deployment(namespace, name, release):
                 message = f"released Deployment {name}: template {step.gate_hash} is migrated"
                 events.append(PendingEvent("Normal", EventReason.DEPLOYMENT_RELEASED, message))
             elif step.approve:
                 patch = approve_patch(deployment, step.gate_hash)
                 self.cluster.patch_deployment(namespace, name, patch)
         except ClusterError as error:
-            if not (step.release or step.approve):
+            if not (step.releases_or_approves or step.confirm):
                 raise
             verdict = Verdict(
                 Phase.RECONCILING,
@@ -393,28 +417,38 @@ class Reconciler:
         namespace: str,
         name: str,
         spec: dict[str, Any],
+        remaining: Gates,
+        *,
         involved: Mapping[str, Any] | None = None,
         why: str = "",
     ) -> bool:
         """The resource no longer gates the Deployment of `spec` (it is being deleted, or moved
-        to another strategy or Deployment): the Deployment loses the gate's annotations and
-        resumes if a template was held. A Warning Event on `involved` says so when a held
-        template is released unmigrated. False when the Deployment changed meanwhile (try
-        again)."""
+        to another strategy or Deployment). With no other resource gating it (`remaining`), the
+        Deployment loses the gate's annotations and resumes if a template was held, and a
+        Warning Event on `involved` says so. With others, it is released only when they have
+        all migrated the held template (`gate.hand_over_patch`). False when the Deployment
+        changed meanwhile (try again)."""
         with self._lock_for(namespace, name):
             validated = validate_spec(spec).spec
             if validated is None or validated.deployment is None:
                 return True
             reference = validated.deployment
             deployment = self.cluster.deployment(namespace, reference.name)
-            operations = forget_gate_patch(deployment) if deployment is not None else []
-            if deployment is None or not operations:
+            if deployment is None:
+                return True
+            if remaining.members:
+                operations = hand_over_patch(deployment, remaining, name)
+                return not operations or self.cluster.patch_deployment(
+                    namespace, reference.name, operations
+                )
+            operations = forget_gate_patch(deployment)
+            if not operations:
                 return True
             held = holds_a_template(deployment)
             if not self.cluster.patch_deployment(namespace, reference.name, operations):
                 return False
             if held and involved is not None:
-                gate = deployment_gate_hash(deployment, reference.containers)
+                gate = Gates.alone(reference.containers).deployment_hash(deployment)
                 message = (
                     f"released Deployment {reference.name}: {why}; its template {gate} rolls out "
                     "without waiting for its migration"

@@ -17,8 +17,8 @@ from typing import Any
 
 import kopf
 
-from ..config import Strategy
-from .gate import admission_patch
+from .gate import Gate, Gates, admission_patch
+from .gate_index import GATES_INDEX, GateKey, gates_of, index_gates
 from .models import GROUP, PLURAL, VERSION
 from .validation import validate_spec
 from .warmup import Warmup
@@ -28,7 +28,6 @@ VALIDATE_HANDLER_ID = "validate-database-migration"
 # MutatingWebhookConfiguration names.
 GATE_HANDLER_ID = "gate-deployment"
 GATE_READY_PROBE_ID = "gate-index-complete"  # its result's key in kopf's /healthz answer
-GATES_INDEX = "deployment_gates"  # kopf passes the index to handlers under this keyword
 HTTP_UNPROCESSABLE = 422  # what the API server itself answers for an invalid object
 HTTP_UNAVAILABLE = 503
 
@@ -43,58 +42,22 @@ async def reject_invalid_spec(spec: kopf.Spec, **_: Any) -> None:
         raise kopf.AdmissionError(result.message, code=HTTP_UNPROCESSABLE)
 
 
-GateKey = tuple[str | None, str]  # namespace, Deployment name
-Gate = tuple[str, tuple[str, ...]]  # the DatabaseMigration's name, the containers it names
-
-
-def index_gates(
-    namespace: str | None, name: str | None, spec: Mapping[str, Any], **kwargs: Any
-) -> dict[GateKey, Gate]:
-    """The Deployments that pre_deploy resources gate, as the webhook must find them.
-
-    A resource being deleted gates nothing: its finalizer releases the Deployment, and nothing
-    would release a Deployment paused after that."""
-    if (kwargs.get("meta") or {}).get("deletionTimestamp"):
-        return {}
-    migrations = spec.get("migrations") or {}
-    deployment = spec.get("deployment") or {}
-    strategy = (
-        migrations.get("strategy", Strategy.PRE_DEPLOY.value)
-        if isinstance(migrations, dict)
-        else None
-    )
-    if strategy != Strategy.PRE_DEPLOY.value or not isinstance(deployment, dict):
-        return {}
-    if not deployment.get("name") or not name:
-        return {}
-    containers = tuple(str(container) for container in deployment.get("containers") or [])
-    return {(namespace, str(deployment["name"])): (str(name), containers)}
-
-
-def gate_of(index: Mapping[GateKey, Any], namespace: str | None, name: str) -> Gate | None:
-    """The resource that gates a Deployment: with several pre_deploy resources on one Deployment,
-    the first by name decides its gate hash (docs/decisions.md)."""
-    gates: list[Gate] = sorted(set(index.get((namespace, name), [])))
-    return gates[0] if gates else None
-
-
 def gate_deployment(
     *,
     body: kopf.Body,
     userinfo: kopf.UserInfo,
     patch: kopf.Patch,
-    gate: Gate,
+    gates: Gates,
     **kwargs: Any,
 ) -> None:
     """Pause a gated Deployment whose template needs its migration first (see gate.py)."""
     operation: str = kwargs.get("operation") or ""
     old: kopf.Body | None = kwargs.get("old")
-    _, containers = gate
     changes = admission_patch(
         operation,
         dict(body),
         dict(old) if old is not None else None,
-        containers,
+        gates,
         str(userinfo.get("username") or ""),
     )
     patch.update(changes)
@@ -129,12 +92,12 @@ def serving_only(
         name = metadata.get("name")
         if not name:
             return
-        gate = gate_of(kwargs[GATES_INDEX], namespace, str(name))
-        if gate is None and lookup is not None and namespace:
-            gate = gate_of(await _looked_up(lookup, str(namespace)), namespace, str(name))
-        if gate is None:
+        gates = gates_of(kwargs[GATES_INDEX], namespace, str(name))
+        if not gates.members and lookup is not None and namespace:
+            gates = gates_of(await _looked_up(lookup, str(namespace)), namespace, str(name))
+        if not gates.members:
             return  # no pre_deploy resource references this Deployment
-        gate_deployment(body=body, gate=gate, **kwargs)
+        gate_deployment(body=body, gates=gates, **kwargs)
 
     return gate_served_deployment
 
@@ -188,12 +151,6 @@ def register_webhooks(
         operations=["CREATE", "UPDATE"],
     )(reject_invalid_spec)
 
-    async def index_gates_on_the_loop(**kwargs: Any) -> dict[GateKey, Gate]:
-        """A coroutine: kopf runs plain functions on its thread pool, where each of a
-        resource's events would wait behind the reconciles for a pure computation."""
-        return index_gates(**kwargs)
-
-    kopf.index(GROUP, VERSION, PLURAL, registry=registry, id=GATES_INDEX)(index_gates_on_the_loop)
     if warmup is not None:
 
         async def gate_index_is_complete(**_: Any) -> bool:
