@@ -7,7 +7,6 @@ from stagecraft.operator.handlers import (
     owning_resource,
     sources_of,
     stopped_gating,
-    waits_on_time_or_a_job,
 )
 
 
@@ -35,28 +34,6 @@ def test_owner_is_found_only_among_database_migrations() -> None:
     }
     assert owning_resource(job) == "db"
     assert owning_resource({"metadata": {}}) is None
-
-
-def test_timer_looks_only_at_scheduled_retries_and_jobs_in_flight() -> None:
-    def looked_at(status: dict[str, object]) -> bool:
-        return waits_on_time_or_a_job(status)
-
-    assert looked_at({"nextRetryAt": "2026-01-01T00:00:00Z"})
-    assert looked_at({"lastRun": {"result": "Running"}})
-    assert not looked_at({"lastRun": {"result": "Succeeded"}})
-    assert not looked_at({})
-
-
-def test_timer_looks_at_a_resource_waiting_for_a_rollout() -> None:
-    waiting = {"type": "Reconciling", "status": "True", "reason": "WaitingForRollout"}
-    ready = {"type": "Ready", "status": "True", "reason": "Succeeded"}
-    assert waits_on_time_or_a_job({"conditions": [waiting]})
-    assert not waits_on_time_or_a_job({"conditions": [ready]})
-
-
-def test_timer_looks_at_a_release_the_api_server_refused() -> None:
-    pending = {"type": "Reconciling", "status": "True", "reason": "ReleasePending"}
-    assert waits_on_time_or_a_job({"conditions": [pending]})
 
 
 def test_a_job_is_followed_once_finished_or_deleted() -> None:

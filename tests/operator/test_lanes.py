@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -23,9 +24,11 @@ class Recorder:
         self.done = threading.Semaphore(0)
         self.calls_expected = calls_expected
         self.fail_for: set[str] = set()
+        self.times: list[float] = []  # when each call started (time.monotonic)
 
     def reconcile(self, namespace: str, name: str) -> None:
         self.go.wait(WAIT_SECONDS)
+        self.times.append(time.monotonic())
         self.calls.append((namespace, name))
         self.done.release()
         if name in self.fail_for:
@@ -126,6 +129,7 @@ def test_lanes_start_no_thread_until_asked_and_stop_when_told() -> None:
 
     lanes.request(Urgency.CHANGED, "shop", "db")
     recorder.wait_for_calls()
+    lanes.later("shop", "db")  # not due before the lanes stop: dropped
     lanes.stop()
 
     deadline = time.monotonic() + WAIT_SECONDS
@@ -152,4 +156,64 @@ def test_the_queue_length_is_reported_as_it_changes() -> None:
     recorder.wait_for_calls()
 
     assert reported == [1, 0, 1, 2, 1, 0]
+    lanes.stop()
+
+
+REVISIT_SECONDS = 0.2
+
+
+def test_a_revisit_comes_once_its_delay_has_passed_since_it_was_last_asked_for() -> None:
+    recorder = Recorder(calls_expected=1)
+    recorder.go.set()
+    lanes = ReconcileLanes(recorder, threads=1, revisit_seconds=REVISIT_SECONDS)
+
+    lanes.later("shop", "db")
+    time.sleep(REVISIT_SECONDS / 2)
+    assert recorder.calls == []
+    asked_again = time.monotonic()
+    lanes.later("shop", "db")  # a reconcile that still waits asks again: pushed back
+
+    assert recorder.wait_for_calls() == [("shop", "db")]
+    assert recorder.times[0] - asked_again >= REVISIT_SECONDS
+    time.sleep(REVISIT_SECONDS * 2)
+    assert recorder.calls == [("shop", "db")]  # once: the first request did not also run
+    lanes.stop()
+
+
+def _until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while not condition():
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+
+
+def test_a_revisit_comes_after_the_changes_already_queued() -> None:
+    recorder = Recorder(calls_expected=3)
+    lanes = ReconcileLanes(recorder, threads=1, revisit_seconds=0.0)
+    lanes.request(Urgency.CHANGED, "shop", "blocker")
+    _until(lambda: lanes.queued == 0)  # taken by the thread, held until `go`
+
+    lanes.later("shop", "waiting")
+    _until(lambda: lanes.queued == 1)  # due at once: handed to the lanes
+    lanes.request(Urgency.CHANGED, "shop", "new-image")
+    recorder.go.set()
+
+    assert recorder.wait_for_calls() == [
+        ("shop", "blocker"),
+        ("shop", "new-image"),
+        ("shop", "waiting"),
+    ]
+    lanes.stop()
+
+
+def test_a_failed_reconcile_is_tried_again_a_while_later() -> None:
+    recorder = Recorder(calls_expected=2)
+    recorder.fail_for = {"broken"}
+    recorder.go.set()
+    lanes = ReconcileLanes(recorder, threads=1, revisit_seconds=REVISIT_SECONDS)
+
+    lanes.request(Urgency.ENDED, "shop", "broken")
+
+    assert recorder.wait_for_calls() == [("shop", "broken"), ("shop", "broken")]
+    assert recorder.times[1] - recorder.times[0] >= REVISIT_SECONDS
     lanes.stop()

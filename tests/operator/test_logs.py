@@ -11,7 +11,6 @@ import pytest
 from stagecraft.operator.logs import (
     OBJECTS_LOGGER,
     QUIET_HANDLER_IDS,
-    QUIET_TIMER_IDS,
     QUIET_WEBHOOK_IDS,
     QuietFollowing,
     configure_logging,
@@ -29,7 +28,6 @@ def _kept(message: str, level: int = logging.INFO) -> bool:
 def test_the_successes_of_handlers_that_only_follow_are_dropped() -> None:
     assert not _kept("Handler 'deployment' succeeded.")
     assert not _kept("Handler 'job' succeeded.")
-    assert not _kept("Timer 'resync' succeeded.")
     assert not _kept("Webhook 'gate-deployment' succeeded.")
 
 
@@ -47,11 +45,9 @@ def test_every_quiet_id_is_one_the_operator_registers() -> None:
     register_namespace_scope(registry, NamespaceScope(parse_selector("team=shop")), reconciler)
     # kopf's registries are private; kopf's own observer reads them the same way.
     handlers: list[Any] = list(registry._watching.get_all_handlers())
-    timers: list[Any] = list(registry._spawning.get_all_handlers())
     webhooks: list[Any] = list(registry._webhooks.get_all_handlers())
 
     assert {handler.id for handler in handlers} >= QUIET_HANDLER_IDS
-    assert {timer.id for timer in timers} >= QUIET_TIMER_IDS
     assert {webhook.id for webhook in webhooks} >= QUIET_WEBHOOK_IDS
 
 

@@ -27,7 +27,7 @@ class Reason(StrEnum):
     RETRY_SCHEDULED = "RetryScheduled"  # a transient failure; the next attempt starts by itself
     WAITING_FOR_ROLLOUT = "WaitingForRollout"  # post_deploy: the new version is not fully out yet
     # pre_deploy: the migration succeeded, and releasing the Deployment failed with an API
-    # error; the resync timer tries again
+    # error; a revisit a few seconds later tries again
     RELEASE_PENDING = "ReleasePending"
     # Stalled=True: a person has to act
     INVALID_SPEC = "InvalidSpec"  # the spec fails the checks of stagecraft.yml or the registry

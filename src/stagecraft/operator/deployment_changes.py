@@ -10,11 +10,11 @@ What the planner decides on is: the containers' images (the target and the gate 
 `spec.paused` and the gate's annotations, confirmations included (pre_deploy), the generation,
 and the phase of the rollout (post_deploy; complete, failed, paused, in progress as
 `rollout.rollout_state` reads it from the Deployment's own status, whose `terminatingReplicas`
-counts pods going away). An event
-whose state equals the last passed one of that Deployment changes nothing decided, and is
-dropped. What this leaves to the resync timer: the progress message of a rollout in flight
-(the timer looks at resources waiting for a rollout), and pods of a bypassed gate, which are
-seen at the next decisive change (the rollout's completion is one).
+counts pods going away). An event whose state equals the last passed one of that Deployment
+changes nothing decided, and is dropped. What this leaves to the revisits (a resource waiting
+for a rollout is reconciled again every few seconds, lanes.py): the progress message of a
+rollout in flight, and pods of a bypassed gate, which are seen at the next decisive change
+(the rollout's completion is one).
 """
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
 """kopf registrations: thin handlers that hand every change to the Reconciler.
 
-A DatabaseMigration is reconciled when it is created, changed or found at startup, and by a timer
-while a retry is scheduled, a Job is in flight or it waits on its Deployment. A Job the operator
-made is followed through its owner once it has finished, and a Deployment or ConfigMap through
-the resources that read it when something they decide on changed: those reconciles are asked of
-lanes.py, by urgency. Registration takes the registry and the Reconciler as arguments: no module
-globals, and each test runs its own operator.
+A DatabaseMigration is reconciled when it is created, changed or found at startup, and again a
+while later while a retry is scheduled, a Job is in flight or it waits on its Deployment (the
+reconciler asks lanes.py for that revisit). A Job the operator made is followed through its
+owner once it has finished, and a Deployment or ConfigMap through the resources that read it
+when something they decide on changed: those reconciles are asked of lanes.py, by urgency.
+Registration takes the registry and the Reconciler as arguments: no module globals, and each
+test runs its own operator.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from typing import Any
 import kopf
 
 from ..config import Strategy
-from .conditions import RECONCILING, Reason
 from .deployment_changes import Change, DecisiveChanges
 from .gate import Gate
 from .gate_index import GATES_INDEX, GateKey, gates_of, index_gates
@@ -55,32 +55,10 @@ def sources_of(spec: kopf.Spec | dict[str, Any]) -> list[tuple[str, str]]:
 API_ERROR_BACKOFF = 5.0
 
 
-# Waits on a Deployment that no event may end: the last old pod going away changes a pod, which
-# the operator does not watch, and not always the Deployment; a release the API server refused
-# changes nothing at all.
-TIMED_WAITS = (Reason.WAITING_FOR_ROLLOUT, Reason.RELEASE_PENDING)
-
-
-def waits_on_time_or_a_job(status: Mapping[str, Any], **_: Any) -> bool:
-    """Resources a timer must look at: a retry is scheduled (no event will come when it is due),
-    a Job is in flight (a Job event whose handling failed is not delivered again), or a wait on
-    the Deployment (TIMED_WAITS)."""
-    last_run = status.get("lastRun") or {}
-    waits_on_the_deployment = any(
-        condition.get("type") == RECONCILING and condition.get("reason") in TIMED_WAITS
-        for condition in status.get("conditions") or []
-    )
-    return (
-        bool(status.get("nextRetryAt"))
-        or last_run.get("result") == "Running"
-        or waits_on_the_deployment
-    )
-
-
 def finished_or_gone(body: Mapping[str, Any], type: str | None, **_: Any) -> bool:
     """The Job events that change what its owner records: it finished (its result), or it was
     deleted (an attempt in flight whose Job is gone is made again). Its own creation and start
-    have nothing to record; a run in flight is also looked at by the timer."""
+    have nothing to record; a run in flight is also looked at again a while later (lanes.py)."""
     return type == "DELETED" or job_finished(body)
 
 
@@ -98,16 +76,10 @@ def register_handlers(
 ) -> None:
     """`warm` is marked by every handler that runs (warmup.py)."""
 
-    def reconcile_resource(namespace: str | None, name: str | None, **_: Any) -> None:
-        warm.mark()
-        if namespace and name:
-            reconciler.reconcile(namespace, name)
-
     def reconcile_delivered(
         namespace: str | None, name: str | None, body: kopf.Body, **_: Any
     ) -> None:
-        """The resource as the event delivered it saves reading it again (a timer's body is a
-        live view kopf updates meanwhile: the timer reads it)."""
+        """The resource as the event delivered it saves reading it again."""
         warm.mark()
         if namespace and name:
             reconciler.reconcile(namespace, name, body)
@@ -116,7 +88,17 @@ def register_handlers(
         # Looked up when called: a registry is also built with a placeholder (tests/chart).
         reconciler.metrics.reconciles_queued(count)
 
-    lanes = ReconcileLanes(reconciler, RECONCILE_THREADS, report_queued=report_queued)
+    lanes = ReconcileLanes(
+        reconciler, RECONCILE_THREADS, report_queued=report_queued, revisit_seconds=resync_seconds
+    )
+
+    @kopf.on.startup(registry=registry)
+    async def connect_the_reconciler(**kwargs: Any) -> None:
+        """Reconciles ask the lanes for revisits, and read the index of the resources gating
+        each Deployment (kopf hands indexes to startup handlers too). Set when the operator
+        starts: a registry is also built with a placeholder reconciler (tests/chart)."""
+        reconciler.revisit = lanes.later
+        reconciler.gates.attach(kwargs[GATES_INDEX])
 
     async def follow_job(body: kopf.Body, namespace: str | None, **_: Any) -> None:
         warm.mark()
@@ -137,18 +119,6 @@ def register_handlers(
         on_change(
             GROUP, VERSION, PLURAL, registry=registry, id=handler_id, backoff=API_ERROR_BACKOFF
         )(reconcile_delivered)
-    kopf.timer(
-        GROUP,
-        VERSION,
-        PLURAL,
-        registry=registry,
-        id="resync",
-        interval=resync_seconds,
-        # Not at once when it starts to apply: the reconcile that wrote the status that made it
-        # apply (a Job just created, a retry just scheduled) has just looked.
-        initial_delay=resync_seconds,
-        when=waits_on_time_or_a_job,
-    )(reconcile_resource)
     kopf.on.event(
         "batch",
         "v1",
@@ -159,11 +129,11 @@ def register_handlers(
         when=finished_or_gone,
     )(follow_job)
     _follow_sources(registry, lanes, warm)
-    _index_gates(registry, reconciler)
+    _index_gates(registry)
     _release_gates(registry, reconciler)
 
 
-def _index_gates(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> None:
+def _index_gates(registry: kopf.OperatorRegistry) -> None:
     """The index of which pre_deploy resources gate which Deployment: the gate webhook decides
     from it, and reconciles read it (through `reconciler.gates`) to know whether others gate
     their Deployment too, so that only the last of them to succeed releases it."""
@@ -174,10 +144,6 @@ def _index_gates(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> Non
         return index_gates(**kwargs)
 
     kopf.index(GROUP, VERSION, PLURAL, registry=registry, id=GATES_INDEX)(index_gates_on_the_loop)
-
-    @kopf.on.startup(registry=registry)
-    async def show_reconciles_the_gates(**kwargs: Any) -> None:
-        reconciler.gates.attach(kwargs[GATES_INDEX])
 
 
 def _follow_sources(registry: kopf.OperatorRegistry, lanes: ReconcileLanes, warm: Warmup) -> None:

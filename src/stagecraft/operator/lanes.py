@@ -18,15 +18,19 @@ thread pool behind the reconciles of other Deployments' changes, and ran for 30 
   rollout completing) behind its previous one's place in the queue.
 
 kopf's on.event handlers are not retried, so a reconcile that fails is logged here as kopf would
-log it; the resync timer looks again at a resource with work in flight.
+log it, and looked at again later. Resources that wait on what no event reports are looked at
+again after a while too (`later`): that is the operator's resync, in place of a kopf timer
+(docs/decisions.md, "Revisits instead of kopf's timer").
 """
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -41,6 +45,7 @@ class Urgency(IntEnum):
     ENDED = 0  # a pre_deploy Job or a rollout ended: release, or start post_deploy's Job
     RECORD = 1  # another Job ended: its result to record
     CHANGED = 2  # anything else that changed: a new template to migrate, a pause
+    REVISIT = 3  # nothing changed that the operator sees: a look after a while (`later`)
 
 
 @dataclass(order=True)
@@ -64,6 +69,7 @@ class ReconcileLanes:
         threads: int,
         name: str = "reconcile",
         report_queued: Callable[[int], object] = lambda _: None,
+        revisit_seconds: float = 5.0,
     ) -> None:
         self._reconciler = reconciler
         self._report_queued = report_queued  # told the count whenever it changes
@@ -71,12 +77,20 @@ class ReconcileLanes:
         self._sequence = itertools.count()
         self._queued: dict[ResourceKey, _Request] = {}
         self._guard = threading.Lock()
+        self._revisit_seconds = revisit_seconds
+        self._revisits: list[tuple[float, int, ResourceKey]] = []  # a heap: due, sequence, key
+        self._revisit_due: dict[ResourceKey, float] = {}  # the one due time that counts
+        self._revisits_changed = threading.Condition(self._guard)
+        self._stopping = False
         # Daemon threads: an operator that stops without its cleanup handlers must still exit.
         # Started by the first request, so that a registry built and never run starts none.
         self._threads = [
             threading.Thread(target=self._work, name=f"{name}-{index}", daemon=True)
             for index in range(threads)
         ]
+        self._scheduler = threading.Thread(
+            target=self._schedule_revisits, name=f"{name}-later", daemon=True
+        )
 
     def request(self, urgency: Urgency, namespace: str, name: str) -> None:
         """Reconcile this resource soon; returns at once."""
@@ -93,10 +107,26 @@ class ReconcileLanes:
             self._report_queued(len(self._queued))
         self._queue.put(request)
 
+    def later(self, namespace: str, name: str) -> None:
+        """Reconcile this resource again `revisit_seconds` from now (the last time asked counts:
+        a reconcile that asks again pushes it back). What no event reports (a retry coming due,
+        a rollout's progress, a Job event that was missed, a release the API server refused) is
+        seen that way."""
+        key = (namespace, name)
+        due = time.monotonic() + self._revisit_seconds
+        with self._guard:
+            self._start_threads()
+            self._revisit_due[key] = due
+            heapq.heappush(self._revisits, (due, next(self._sequence), key))
+            self._revisits_changed.notify()
+
     def stop(self) -> None:
-        """The threads end once the requests queued so far are done."""
+        """The threads end once the requests queued so far are done; revisits not yet due are
+        dropped."""
         with self._guard:
             started = [thread for thread in self._threads if thread.ident is not None]
+            self._stopping = True
+            self._revisits_changed.notify()
         for _ in started:
             self._queue.put(_Request(len(Urgency), next(self._sequence), None))
 
@@ -106,7 +136,7 @@ class ReconcileLanes:
             return len(self._queued)
 
     def _start_threads(self) -> None:
-        for thread in self._threads:
+        for thread in [*self._threads, self._scheduler]:
             if thread.ident is None:
                 thread.start()
 
@@ -125,5 +155,26 @@ class ReconcileLanes:
                 self._reconciler.reconcile(namespace, name)
             except Exception:
                 logger.exception(
-                    "Reconciling %s/%s failed; the next change or timer retries it", namespace, name
+                    "Reconciling %s/%s failed; it is tried again in %.0f s or at its next change",
+                    namespace,
+                    name,
+                    self._revisit_seconds,
                 )
+                self.later(namespace, name)
+
+    def _schedule_revisits(self) -> None:
+        """Hands each revisit to the lanes when it comes due (one thread for all of them)."""
+        with self._guard:
+            while not self._stopping:
+                now = time.monotonic()
+                while self._revisits and self._revisits[0][0] <= now:
+                    due, _, key = heapq.heappop(self._revisits)
+                    if self._revisit_due.get(key) == due:  # not pushed later since
+                        del self._revisit_due[key]
+                        self._guard.release()
+                        try:
+                            self.request(Urgency.REVISIT, *key)
+                        finally:
+                            self._guard.acquire()
+                wait = self._revisits[0][0] - now if self._revisits else None
+                self._revisits_changed.wait(wait)

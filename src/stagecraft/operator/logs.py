@@ -15,13 +15,11 @@ import logging
 
 import kopf
 
-# The handlers and webhooks that run for objects the operator only follows, or on a clock.
+# The handlers and webhooks that run for objects the operator only follows.
 QUIET_HANDLER_IDS = frozenset({"deployment", "configmap", "job", "namespace-scope"})
-QUIET_TIMER_IDS = frozenset({"resync"})
 QUIET_WEBHOOK_IDS = frozenset({"gate-deployment", "validate-database-migration"})
 _QUIET_MESSAGES = frozenset(
     {f"Handler {handler!r} succeeded." for handler in QUIET_HANDLER_IDS}
-    | {f"Timer {timer!r} succeeded." for timer in QUIET_TIMER_IDS}
     | {f"Webhook {webhook!r} succeeded." for webhook in QUIET_WEBHOOK_IDS}
 )
 

@@ -50,7 +50,6 @@ from .scoping import (
 from .warmup import Warmup
 from .webhooks import gates_read_with, register_webhooks
 
-TIMER_STOP_POLLING = 1.0  # seconds between kopf's checks that a deleted resource's timer stopped
 DEFAULT_LIVENESS = "http://0.0.0.0:8080/healthz"
 MAX_PEERING_PRIORITY = 2**31 - 2  # kopf stores priorities as Kubernetes integers (int32)
 DEFAULT_WEBHOOK_PORT = 9443
@@ -173,9 +172,6 @@ def base_settings() -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
     settings.posting.enabled = False  # the reconciler posts its own Events, with its own reasons
     settings.persistence.diffbase_storage = DatabaseMigrationDiffBase()
-    # A deleted resource keeps its finalizer until its resync timer has stopped; kopf's default
-    # re-check after 60 s would hold a deletion (and the release of its Deployment) that long.
-    settings.background.cancellation_polling = TIMER_STOP_POLLING
     return settings
 
 

@@ -282,7 +282,8 @@ def _record(
     observed: Observed, spec: DatabaseMigrationSpec, target: str, run: RunRecord
 ) -> Decision:
     """Record a finished attempt, already saying what comes after it: a scheduled retry shows
-    at once, and a retry that is due (or asked for) is started by the retry timer right away."""
+    at once, and a retry that is due (or asked for) is started by the next reconcile (the
+    revisits look again while one is scheduled)."""
     if _retries_by_itself(run, observed.retry_policy):
         # The backoff counts from now, when the failure is seen: Job times have whole seconds.
         delay = observed.retry_policy.delay_after(run.attempt)

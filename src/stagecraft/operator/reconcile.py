@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .cluster import Cluster, ClusterError
-from .conditions import EventReason, Phase, Reason, Verdict, updated_conditions
+from .conditions import RECONCILING, EventReason, Phase, Reason, Verdict, updated_conditions
 from .gate import (
     Gate,
     Gates,
@@ -85,6 +85,28 @@ class PendingEvent:
     message: str
 
 
+# Waits on a Deployment that no event may end: the last old pod going away changes a pod, which
+# the operator does not watch, and not always the Deployment; a release the API server refused
+# changes nothing at all.
+TIMED_WAITS = (Reason.WAITING_FOR_ROLLOUT, Reason.RELEASE_PENDING)
+
+
+def needs_a_later_look(status: DatabaseMigrationStatus) -> bool:
+    """Whether the resource must be reconciled again without an event: a retry is scheduled (no
+    event comes when it is due), a Job is in flight (a Job event whose handling failed is not
+    delivered again), or it waits on its Deployment (TIMED_WAITS)."""
+    last_run = status.last_run
+    waits_on_the_deployment = any(
+        condition.type == RECONCILING and condition.reason in TIMED_WAITS
+        for condition in status.conditions
+    )
+    return (
+        bool(status.next_retry_at)
+        or (last_run is not None and last_run.result == "Running")
+        or waits_on_the_deployment
+    )
+
+
 def _unhandled(annotations: dict[str, str], key: str, handled: str | None) -> str | None:
     token = annotations.get(key)
     return token if token and token != handled else None
@@ -110,6 +132,9 @@ class Reconciler:
         # Which other pre_deploy resources gate a resource's Deployment: kopf's index, once
         # the operator has started (handlers.py attaches it).
         self.gates = GateDirectory()
+        # Asks for a reconcile of (namespace, name) a while later, for a status that waits on
+        # what no event reports (`needs_a_later_look`); handlers.py sets it (lanes.py).
+        self.revisit: Callable[[str, str], object] | None = None
 
     def _lock_for(self, namespace: str, name: str) -> threading.Lock:
         with self._locks_guard:
@@ -161,7 +186,9 @@ class Reconciler:
             # Before the status: a held rollout waits for its release, not for the record (which
             # the Job keeps until the status is written: a crash in between loses nothing).
             decision = self._operate_gate(body, observed.deployment.body, decision, events)
-        self._write_status(body, status, decision)
+        written = self._write_status(body, status, decision)
+        if self.revisit is not None and needs_a_later_look(written):
+            self.revisit(namespace, name)
         # Events after the status: the status is what users, tools and the next reconcile wait
         # for, and an Event is best effort.
         for event in events:
@@ -331,7 +358,8 @@ class Reconciler:
 
     def _write_status(
         self, body: dict[str, Any], status: DatabaseMigrationStatus, decision: Decision
-    ) -> None:
+    ) -> DatabaseMigrationStatus:
+        """Writes the status the decision gives, if it changed; returns it."""
         generation = int(body["metadata"].get("generation") or 0)
         now = timestamp(self.clock())
         # A decision without a run (an invalid spec, a missing source) keeps the last one: it is
@@ -362,6 +390,7 @@ class Reconciler:
             document = new_status.model_dump(by_alias=True, mode="json")
             self.cluster.write_database_migration_status(namespace, name, document)
         self._written[(namespace, name)] = new_status
+        return new_status
 
     def _operate_gate(
         self,
@@ -372,8 +401,8 @@ class Reconciler:
     ) -> Decision:
         """pre_deploy's writes to the Deployment: each is a guarded JSON Patch, and one that
         finds the Deployment changed is left to the reconcile its change starts. A release the
-        API server refuses otherwise is not lost: the status says ReleasePending, which the
-        resync timer looks at, and the next reconcile releases again."""
+        API server refuses otherwise is not lost: the status says ReleasePending, which needs a
+        later look (`needs_a_later_look`), and the next reconcile releases again."""
         step = decision.gate
         if step is None:
             return decision
