@@ -217,3 +217,18 @@ def test_a_failed_reconcile_is_tried_again_a_while_later() -> None:
     assert recorder.wait_for_calls() == [("shop", "broken"), ("shop", "broken")]
     assert recorder.times[1] - recorder.times[0] >= REVISIT_SECONDS
     lanes.stop()
+
+
+def test_a_forgotten_revisit_does_not_come() -> None:
+    recorder = Recorder(calls_expected=1)
+    recorder.go.set()
+    lanes = ReconcileLanes(recorder, threads=1, revisit_seconds=REVISIT_SECONDS)
+
+    lanes.later("shop", "done-waiting")
+    lanes.later("shop", "still-waiting")
+    lanes.forget("shop", "done-waiting")  # its wait ended meanwhile
+
+    assert recorder.wait_for_calls() == [("shop", "still-waiting")]
+    time.sleep(REVISIT_SECONDS * 2)
+    assert recorder.calls == [("shop", "still-waiting")]
+    lanes.stop()

@@ -97,7 +97,7 @@ def register_handlers(
         """Reconciles ask the lanes for revisits, and read the index of the resources gating
         each Deployment (kopf hands indexes to startup handlers too). Set when the operator
         starts: a registry is also built with a placeholder reconciler (tests/chart)."""
-        reconciler.revisit = lanes.later
+        reconciler.revisits = lanes
         reconciler.gates.attach(kwargs[GATES_INDEX])
 
     async def follow_job(body: kopf.Body, namespace: str | None, **_: Any) -> None:

@@ -120,6 +120,11 @@ class ReconcileLanes:
             heapq.heappush(self._revisits, (due, next(self._sequence), key))
             self._revisits_changed.notify()
 
+    def forget(self, namespace: str, name: str) -> None:
+        """No revisit of this resource (one asked for before is dropped)."""
+        with self._guard:
+            self._revisit_due.pop((namespace, name), None)
+
     def stop(self) -> None:
         """The threads end once the requests queued so far are done; revisits not yet due are
         dropped."""

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from .cluster import Cluster, ClusterError
 from .conditions import RECONCILING, EventReason, Phase, Reason, Verdict, updated_conditions
@@ -107,6 +107,12 @@ def needs_a_later_look(status: DatabaseMigrationStatus) -> bool:
     )
 
 
+class Revisits(Protocol):
+    def later(self, namespace: str, name: str) -> object: ...
+
+    def forget(self, namespace: str, name: str) -> object: ...
+
+
 def _unhandled(annotations: dict[str, str], key: str, handled: str | None) -> str | None:
     token = annotations.get(key)
     return token if token and token != handled else None
@@ -132,9 +138,9 @@ class Reconciler:
         # Which other pre_deploy resources gate a resource's Deployment: kopf's index, once
         # the operator has started (handlers.py attaches it).
         self.gates = GateDirectory()
-        # Asks for a reconcile of (namespace, name) a while later, for a status that waits on
-        # what no event reports (`needs_a_later_look`); handlers.py sets it (lanes.py).
-        self.revisit: Callable[[str, str], object] | None = None
+        # Reconciles of a resource a while later, while its status waits on what no event
+        # reports (`needs_a_later_look`); handlers.py sets them (lanes.py).
+        self.revisits: Revisits | None = None
 
     def _lock_for(self, namespace: str, name: str) -> threading.Lock:
         with self._locks_guard:
@@ -177,6 +183,8 @@ class Reconciler:
         body = self._current_body(namespace, name, delivered)
         if body is None or body.get("metadata", {}).get("deletionTimestamp"):
             self._written.pop((namespace, name), None)
+            if self.revisits is not None:
+                self.revisits.forget(namespace, name)
             return None
         status = DatabaseMigrationStatus.model_validate(body.get("status") or {})
         observed = self._observe(namespace, name, body, status)
@@ -187,8 +195,11 @@ class Reconciler:
             # the Job keeps until the status is written: a crash in between loses nothing).
             decision = self._operate_gate(body, observed.deployment.body, decision, events)
         written = self._write_status(body, status, decision)
-        if self.revisit is not None and needs_a_later_look(written):
-            self.revisit(namespace, name)
+        if self.revisits is not None:
+            if needs_a_later_look(written):
+                self.revisits.later(namespace, name)
+            else:  # its wait ended: a revisit asked for before would only read again
+                self.revisits.forget(namespace, name)
         # Events after the status: the status is what users, tools and the next reconcile wait
         # for, and an Event is best effort.
         for event in events:
