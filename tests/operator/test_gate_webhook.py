@@ -374,7 +374,7 @@ async def test_the_gate_fails_closed_when_it_cannot_read_the_resources() -> None
             subresource=None,
             userinfo={"username": "alice"},
             patch=kopf.Patch(),
-            deployment_gates={},
+            migration_index={},
         )
 
     assert refused.value.code == 503

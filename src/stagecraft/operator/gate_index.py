@@ -1,6 +1,10 @@
 """Which pre_deploy resources gate which Deployment: the entries of kopf's in-memory index of
 DatabaseMigrations, which the gate webhook decides from, and the view of it that reconciles read
 to know whether other resources gate their Deployment too.
+
+The same kopf index also holds which resources read each Deployment and ConfigMap (handlers.py),
+under keys of three parts (namespace, kind, name) where the gates' have two: one index handler
+call per event of a DatabaseMigration instead of one per index.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from typing import Any
 from ..config import Strategy
 from .gate import Gate, Gates
 
-GATES_INDEX = "deployment_gates"  # kopf passes the index to handlers under this keyword
+MIGRATIONS_INDEX = "migration_index"  # kopf passes the index to handlers under this keyword
 GateKey = tuple[str | None, str]  # namespace, Deployment name
 # How often a read of the index is tried again when kopf changed it while it was being copied.
 READ_ATTEMPTS = 5

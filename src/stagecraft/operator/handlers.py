@@ -19,7 +19,7 @@ import kopf
 from ..config import Strategy
 from .deployment_changes import Change, DecisiveChanges
 from .gate import Gate
-from .gate_index import GATES_INDEX, GateKey, gates_of, index_gates
+from .gate_index import MIGRATIONS_INDEX, GateKey, gates_of, index_gates
 from .lanes import ReconcileLanes, Urgency
 from .manifests import MANAGED_BY, MANAGED_BY_LABEL, a_rollout_waits_for
 from .models import API_VERSION, GROUP, KIND, PLURAL, VERSION
@@ -36,7 +36,7 @@ def owning_resource(job: kopf.Body | dict[str, Any]) -> str | None:
     return None
 
 
-SOURCES_INDEX = "migration_sources"  # kopf passes the index to handlers under this keyword
+SourceKey = tuple[str | None, str, str]  # namespace, kind, name: the resources reading it
 
 
 def sources_of(spec: kopf.Spec | dict[str, Any]) -> list[tuple[str, str]]:
@@ -98,7 +98,7 @@ def register_handlers(
         each Deployment (kopf hands indexes to startup handlers too). Set when the operator
         starts: a registry is also built with a placeholder reconciler (tests/chart)."""
         reconciler.revisits = lanes
-        reconciler.gates.attach(kwargs[GATES_INDEX])
+        reconciler.gates.attach(kwargs[MIGRATIONS_INDEX])
 
     async def follow_job(body: kopf.Body, namespace: str | None, **_: Any) -> None:
         warm.mark()
@@ -129,33 +129,37 @@ def register_handlers(
         when=finished_or_gone,
     )(follow_job)
     _follow_sources(registry, lanes, warm)
-    _index_gates(registry)
+    _index_resources(registry)
     _release_gates(registry, reconciler)
 
 
-def _index_gates(registry: kopf.OperatorRegistry) -> None:
-    """The index of which pre_deploy resources gate which Deployment: the gate webhook decides
-    from it, and reconciles read it (through `reconciler.gates`) to know whether others gate
-    their Deployment too, so that only the last of them to succeed releases it."""
+def _index_resources(registry: kopf.OperatorRegistry) -> None:
+    """One kopf index of the resources (gate_index.py), under two kinds of keys:
+    - (namespace, kind, name) -> the resources that take their files from that Deployment or
+      ConfigMap, whose changes reconcile them (`_follow_sources`);
+    - (namespace, Deployment) -> the pre_deploy resources that gate it: the gate webhook
+      decides from it, and reconciles read it (through `reconciler.gates`) to know whether
+      others gate their Deployment too, so that only the last of them to succeed releases it.
+    """
 
-    async def index_gates_on_the_loop(**kwargs: Any) -> dict[GateKey, Gate]:
+    async def index_resource(
+        namespace: str | None, name: str | None, spec: kopf.Spec, **kwargs: Any
+    ) -> dict[SourceKey | GateKey, str | Gate]:
         """A coroutine: kopf runs plain functions on its thread pool, where each of a
         resource's events would wait behind the reconciles for a pure computation."""
-        return index_gates(**kwargs)
+        read: dict[SourceKey | GateKey, str | Gate] = {
+            (namespace, kind, source): str(name) for kind, source in sources_of(spec)
+        }
+        for key, gate in index_gates(namespace, name, spec, **kwargs).items():
+            read[key] = gate
+        return read
 
-    kopf.index(GROUP, VERSION, PLURAL, registry=registry, id=GATES_INDEX)(index_gates_on_the_loop)
+    kopf.index(GROUP, VERSION, PLURAL, registry=registry, id=MIGRATIONS_INDEX)(index_resource)
 
 
 def _follow_sources(registry: kopf.OperatorRegistry, lanes: ReconcileLanes, warm: Warmup) -> None:
     """A new image in the Deployment, or new files in the ConfigMap, is a new target: the
     resources that take their files from it are reconciled when it changes (or appears)."""
-
-    async def index_sources(
-        namespace: str | None, name: str | None, spec: kopf.Spec, **_: Any
-    ) -> dict[tuple[str | None, str, str], str]:
-        return {(namespace, kind, source): str(name) for kind, source in sources_of(spec)}
-
-    kopf.index(GROUP, VERSION, PLURAL, registry=registry, id=SOURCES_INDEX)(index_sources)
 
     def reconcile_users(kind: str, changes: DecisiveChanges | None = None) -> Any:
         async def reconcile_users_of_source(
@@ -166,7 +170,7 @@ def _follow_sources(registry: kopf.OperatorRegistry, lanes: ReconcileLanes, warm
             **kwargs: Any,
         ) -> None:
             warm.mark()  # any Deployment or ConfigMap, used or not
-            index: kopf.Index[tuple[str | None, str, str], str] = kwargs[SOURCES_INDEX]
+            index: kopf.Index[SourceKey, str] = kwargs[MIGRATIONS_INDEX]
             users = set(index.get((namespace, kind, str(name)), []))
             if not users or not namespace:
                 return
@@ -248,7 +252,7 @@ def _release_gates(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> N
     def release_deployment(
         namespace: str | None, name: str | None, spec: kopf.Spec, **kwargs: Any
     ) -> None:
-        release(namespace, name, spec, kwargs.get(GATES_INDEX) or {})
+        release(namespace, name, spec, kwargs.get(MIGRATIONS_INDEX) or {})
 
     def release_ungated_deployment(
         namespace: str | None,
@@ -260,7 +264,7 @@ def _release_gates(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> N
     ) -> None:
         why = f"DatabaseMigration {name} {_what_changed(new)}"
         spec = (old or {}).get("spec") or {}
-        release(namespace, name, spec, kwargs.get(GATES_INDEX) or {}, (body, why))
+        release(namespace, name, spec, kwargs.get(MIGRATIONS_INDEX) or {}, (body, why))
 
     kopf.on.delete(
         GROUP,

@@ -18,7 +18,7 @@ from typing import Any
 import kopf
 
 from .gate import Gate, Gates, admission_patch
-from .gate_index import GATES_INDEX, GateKey, gates_of, index_gates
+from .gate_index import MIGRATIONS_INDEX, GateKey, gates_of, index_gates
 from .models import GROUP, PLURAL, VERSION
 from .validation import validate_spec
 from .warmup import Warmup
@@ -92,7 +92,7 @@ def serving_only(
         name = metadata.get("name")
         if not name:
             return
-        gates = gates_of(kwargs[GATES_INDEX], namespace, str(name))
+        gates = gates_of(kwargs[MIGRATIONS_INDEX], namespace, str(name))
         if not gates.members and lookup is not None and namespace:
             gates = gates_of(await _looked_up(lookup, str(namespace)), namespace, str(name))
         if not gates.members:
