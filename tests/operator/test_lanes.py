@@ -25,10 +25,12 @@ class Recorder:
         self.calls_expected = calls_expected
         self.fail_for: set[str] = set()
         self.times: list[float] = []  # when each call started (time.monotonic)
+        self.watched: list[bool] = []  # whether each call could read what the watch saw
 
-    def reconcile(self, namespace: str, name: str) -> None:
+    def reconcile(self, namespace: str, name: str, *, watched: bool) -> None:
         self.go.wait(WAIT_SECONDS)
         self.times.append(time.monotonic())
+        self.watched.append(watched)
         self.calls.append((namespace, name))
         self.done.release()
         if name in self.fail_for:
@@ -203,6 +205,8 @@ def test_a_revisit_comes_after_the_changes_already_queued() -> None:
         ("shop", "new-image"),
         ("shop", "waiting"),
     ]
+    # What events asked for reads the Deployment as the watch saw it; a revisit reads it anew.
+    assert recorder.watched == [True, True, False]
     lanes.stop()
 
 

@@ -128,7 +128,7 @@ def register_handlers(
         id="job",
         when=finished_or_gone,
     )(follow_job)
-    _follow_sources(registry, lanes, warm)
+    _follow_sources(registry, lanes, warm, reconciler)
     _index_resources(registry)
     _release_gates(registry, reconciler)
 
@@ -157,9 +157,13 @@ def _index_resources(registry: kopf.OperatorRegistry) -> None:
     kopf.index(GROUP, VERSION, PLURAL, registry=registry, id=MIGRATIONS_INDEX)(index_resource)
 
 
-def _follow_sources(registry: kopf.OperatorRegistry, lanes: ReconcileLanes, warm: Warmup) -> None:
+def _follow_sources(
+    registry: kopf.OperatorRegistry, lanes: ReconcileLanes, warm: Warmup, reconciler: Reconciler
+) -> None:
     """A new image in the Deployment, or new files in the ConfigMap, is a new target: the
-    resources that take their files from it are reconciled when it changes (or appears)."""
+    resources that take their files from it are reconciled when it changes (or appears). Every
+    event of a Deployment that resources read is stored first (seen.py), decisive or not: the
+    reconciles it asks for read the Deployment from there."""
 
     def reconcile_users(kind: str, changes: DecisiveChanges | None = None) -> Any:
         async def reconcile_users_of_source(
@@ -172,6 +176,13 @@ def _follow_sources(registry: kopf.OperatorRegistry, lanes: ReconcileLanes, warm
             warm.mark()  # any Deployment or ConfigMap, used or not
             index: kopf.Index[SourceKey, str] = kwargs[MIGRATIONS_INDEX]
             users = set(index.get((namespace, kind, str(name)), []))
+            if kind == "Deployment" and namespace and name:
+                # Looked up when called: a registry is also built with a placeholder.
+                seen = reconciler.seen_deployments
+                if users and type != "DELETED":
+                    seen.store(namespace, name, dict(body))
+                else:
+                    seen.forget(namespace, name)
             if not users or not namespace:
                 return
             change = (

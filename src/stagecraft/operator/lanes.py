@@ -57,7 +57,7 @@ class _Request:
 
 
 class Reconciles(Protocol):
-    def reconcile(self, namespace: str, name: str) -> object: ...
+    def reconcile(self, namespace: str, name: str, *, watched: bool) -> object: ...
 
 
 class ReconcileLanes:
@@ -157,7 +157,10 @@ class ReconcileLanes:
                 self._report_queued(len(self._queued))
             namespace, name = request.resource
             try:
-                self._reconciler.reconcile(namespace, name)
+                # Asked for by an event, which stored what it saw first (seen.py); a revisit
+                # reads everything from the API server.
+                watched = request.urgency != Urgency.REVISIT
+                self._reconciler.reconcile(namespace, name, watched=watched)
             except Exception:
                 logger.exception(
                     "Reconciling %s/%s failed; it is tried again in %.0f s or at its next change",

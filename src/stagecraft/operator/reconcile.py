@@ -58,6 +58,7 @@ from .planner import (
 )
 from .requests import parse_run_request
 from .runs import JobObservation, job_finished, observe_job
+from .seen import LatestSeen
 from .sources import SourceLookup, resolve_source
 from .validation import validate_spec
 
@@ -138,6 +139,9 @@ class Reconciler:
         # Which other pre_deploy resources gate a resource's Deployment: kopf's index, once
         # the operator has started (handlers.py attaches it).
         self.gates = GateDirectory()
+        # The Deployments that resources read, as their latest watch event showed them
+        # (handlers.py stores them).
+        self.seen_deployments = LatestSeen()
         # Reconciles of a resource a while later, while its status waits on what no event
         # reports (`needs_a_later_look`); handlers.py sets them (lanes.py).
         self.revisits: Revisits | None = None
@@ -147,19 +151,25 @@ class Reconciler:
             return self._locks.setdefault((namespace, name), threading.Lock())
 
     def reconcile(
-        self, namespace: str, name: str, body: Mapping[str, Any] | None = None
+        self,
+        namespace: str,
+        name: str,
+        body: Mapping[str, Any] | None = None,
+        *,
+        watched: bool = False,
     ) -> Decision | None:
         """Bring one resource a step closer to its target; None when it no longer exists.
 
         `body` is the resource as kopf delivered it to a create, update or resume handler: it is
         used instead of reading the resource again when it is known to be current (see
-        `_current_body`)."""
+        `_current_body`). `watched`: an event asked for this reconcile, and the Deployment is
+        read as the watch last delivered it (seen.py)."""
         lock = self._lock_for(namespace, name)
         delivered = body if body is not None and lock.acquire(blocking=False) else None
         if delivered is None:
             lock.acquire()
         try:
-            return self._reconcile_locked(namespace, name, delivered)
+            return self._reconcile_locked(namespace, name, delivered, watched)
         finally:
             lock.release()
 
@@ -178,7 +188,7 @@ class Reconciler:
         return self.cluster.database_migration(namespace, name)
 
     def _reconcile_locked(
-        self, namespace: str, name: str, delivered: Mapping[str, Any] | None
+        self, namespace: str, name: str, delivered: Mapping[str, Any] | None, watched: bool
     ) -> Decision | None:
         body = self._current_body(namespace, name, delivered)
         if body is None or body.get("metadata", {}).get("deletionTimestamp"):
@@ -187,7 +197,7 @@ class Reconciler:
                 self.revisits.forget(namespace, name)
             return None
         status = DatabaseMigrationStatus.model_validate(body.get("status") or {})
-        observed = self._observe(namespace, name, body, status)
+        observed = self._observe(namespace, name, body, status, watched)
         events: list[PendingEvent] = []
         decision = self._act(body, observed, decide(observed), events)
         if decision.gate is not None and observed.deployment is not None:
@@ -207,7 +217,12 @@ class Reconciler:
         return decision
 
     def _observe(
-        self, namespace: str, name: str, body: dict[str, Any], status: DatabaseMigrationStatus
+        self,
+        namespace: str,
+        name: str,
+        body: dict[str, Any],
+        status: DatabaseMigrationStatus,
+        watched: bool,
     ) -> Observed:
         validation = validate_spec(body.get("spec") or {})
         lookup = SourceLookup(None)
@@ -219,7 +234,7 @@ class Reconciler:
         if spec is not None:
             if strategy_is_pre_deploy(spec) and spec.deployment is not None:
                 others = self.gates.others(namespace, spec.deployment.name, name)
-            read = self._deployment(namespace, spec)
+            read = self._deployment(namespace, spec, watched)
             lookup = resolve_source(self.cluster, namespace, spec, read)
             target = target_hash(spec, lookup.source) if lookup.source is not None else None
             if read is not None:
@@ -253,10 +268,14 @@ class Reconciler:
             other_gates=others,
         )
 
-    def _deployment(self, namespace: str, spec: DatabaseMigrationSpec) -> dict[str, Any] | None:
+    def _deployment(
+        self, namespace: str, spec: DatabaseMigrationSpec, watched: bool
+    ) -> dict[str, Any] | None:
         if spec.deployment is None:
             return None
-        return self.cluster.deployment(namespace, spec.deployment.name)
+        name = spec.deployment.name
+        seen = self.seen_deployments.get(namespace, name) if watched else None
+        return seen if seen is not None else self.cluster.deployment(namespace, name)
 
     def _observe_deployment(
         self,

@@ -167,8 +167,13 @@ class ScopedReconciler(Reconciler):
         self.scope = scope
 
     def reconcile(
-        self, namespace: str, name: str, body: Mapping[str, Any] | None = None
+        self,
+        namespace: str,
+        name: str,
+        body: Mapping[str, Any] | None = None,
+        *,
+        watched: bool = False,
     ) -> Decision | None:
         if not self.scope.admits(namespace):
             return None
-        return super().reconcile(namespace, name, body)
+        return super().reconcile(namespace, name, body, watched=watched)
