@@ -25,6 +25,7 @@ that the Helm chart sets it in one place:
 from __future__ import annotations
 
 import asyncio
+import gc
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -244,6 +245,12 @@ def run_operator(options: OperatorOptions) -> None:
         register_namespace_scope(registry, scope, reconciler)
     # kopf's own login handlers read the same in-cluster account or kubeconfig as KubeApi.
     kopf.on.login(registry=registry, id="login")(kopf.login_via_client)
+    # What exists now (the modules of kopf, the kubernetes client and pydantic, about 165,000
+    # objects) lives as long as the process: out of the collector's sight, a full collection
+    # walks only what came after, 7-19 ms instead of 110-140 ms that stopped every handler and
+    # reconcile at once (at 200 Deployments at once, bench/bench_rollout.py).
+    gc.collect()
+    gc.freeze()
     asyncio.run(
         kopf.operator(
             registry=registry,
