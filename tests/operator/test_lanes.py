@@ -236,3 +236,22 @@ def test_a_forgotten_revisit_does_not_come() -> None:
     time.sleep(REVISIT_SECONDS * 2)
     assert recorder.calls == [("shop", "still-waiting")]
     lanes.stop()
+
+
+def test_a_deferred_step_runs_after_what_is_waited_for_and_before_changes() -> None:
+    recorder = Recorder(calls_expected=3)
+    lanes = _busy_lanes(recorder)
+    ran: list[str] = []
+
+    lanes.request(Urgency.CHANGED, "shop", "new-image")
+    lanes.defer(lambda: ran.append(f"record after {len(recorder.calls)} reconciles"))
+    lanes.request(Urgency.ENDED, "shop", "rollout-complete")
+    recorder.go.set()
+
+    assert recorder.wait_for_calls() == [
+        ("shop", "blocker"),
+        ("shop", "rollout-complete"),
+        ("shop", "new-image"),
+    ]
+    assert ran == ["record after 2 reconciles"]
+    lanes.stop()

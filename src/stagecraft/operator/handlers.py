@@ -98,6 +98,7 @@ def register_handlers(
         each Deployment (kopf hands indexes to startup handlers too). Set when the operator
         starts: a registry is also built with a placeholder reconciler (tests/chart)."""
         reconciler.revisits = lanes
+        reconciler.defer = lanes.defer
         reconciler.gates.attach(kwargs[MIGRATIONS_INDEX])
 
     async def follow_job(body: kopf.Body, namespace: str | None, **_: Any) -> None:

@@ -52,8 +52,9 @@ class Urgency(IntEnum):
 class _Request:
     urgency: int
     sequence: int
-    resource: ResourceKey | None = field(compare=False)  # None: the threads stop
+    resource: ResourceKey | None = field(compare=False)  # None: a `deferred` step, or stop
     superseded: bool = field(default=False, compare=False)
+    deferred: Callable[[], object] | None = field(default=None, compare=False)
 
 
 class Reconciles(Protocol):
@@ -120,6 +121,14 @@ class ReconcileLanes:
             heapq.heappush(self._revisits, (due, next(self._sequence), key))
             self._revisits_changed.notify()
 
+    def defer(self, step: Callable[[], object]) -> None:
+        """Run `step` on a lane thread after the more urgent work queued: what a reconcile
+        writes after the step that was waited for (its status and Events, after a release or a
+        Job's creation), so that at 200 at once every waited-for step goes first."""
+        with self._guard:
+            self._start_threads()
+        self._queue.put(_Request(Urgency.RECORD, next(self._sequence), None, deferred=step))
+
     def forget(self, namespace: str, name: str) -> None:
         """No revisit of this resource (one asked for before is dropped)."""
         with self._guard:
@@ -148,6 +157,9 @@ class ReconcileLanes:
     def _work(self) -> None:
         while True:
             request = self._queue.get()
+            if request.deferred is not None:
+                self._run_deferred(request.deferred)
+                continue
             if request.resource is None:
                 return
             with self._guard:
@@ -169,6 +181,13 @@ class ReconcileLanes:
                     self._revisit_seconds,
                 )
                 self.later(namespace, name)
+
+    @staticmethod
+    def _run_deferred(step: Callable[[], object]) -> None:
+        try:
+            step()
+        except Exception:
+            logger.exception("A deferred step of a reconcile failed; the next one does it again")
 
     def _schedule_revisits(self) -> None:
         """Hands each revisit to the lanes when it comes due (one thread for all of them)."""

@@ -8,6 +8,7 @@ what the one before it wrote.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -61,6 +62,8 @@ from .runs import JobObservation, job_finished, observe_job
 from .seen import LatestSeen
 from .sources import SourceLookup, resolve_source
 from .validation import validate_spec
+
+logger = logging.getLogger(__name__)
 
 
 def utc_now() -> datetime:
@@ -145,6 +148,11 @@ class Reconciler:
         # Reconciles of a resource a while later, while its status waits on what no event
         # reports (`needs_a_later_look`); handlers.py sets them (lanes.py).
         self.revisits: Revisits | None = None
+        # Runs a reconcile's record (status, Events) later, after the more urgent steps of
+        # other resources; handlers.py sets it (lanes.py). None: recorded at once.
+        self.defer: Callable[[Callable[[], object]], object] | None = None
+        # The records (status, Events) deferred by `defer`, not written yet: one per resource.
+        self._deferred: dict[tuple[str, str], Callable[[], None]] = {}
 
     def _lock_for(self, namespace: str, name: str) -> threading.Lock:
         with self._locks_guard:
@@ -190,6 +198,7 @@ class Reconciler:
     def _reconcile_locked(
         self, namespace: str, name: str, delivered: Mapping[str, Any] | None, watched: bool
     ) -> Decision | None:
+        self._flush_deferred(namespace, name)  # the previous reconcile's record goes first
         body = self._current_body(namespace, name, delivered)
         if body is None or body.get("metadata", {}).get("deletionTimestamp"):
             self._written.pop((namespace, name), None)
@@ -204,6 +213,46 @@ class Reconciler:
             # Before the status: a held rollout waits for its release, not for the record (which
             # the Job keeps until the status is written: a crash in between loses nothing).
             decision = self._operate_gate(body, observed.deployment.body, decision, events)
+        waited_for = decision.action is Action.CREATE_JOB or (
+            decision.gate is not None and decision.gate.release
+        )
+        if waited_for and self.defer is not None:
+            # The Job exists, or the Deployment is released: that is what is waited for. The
+            # record waits behind the other resources' such steps (the Job holds the run until
+            # it is written), and goes before the resource's next reconcile in any case.
+            self._deferred[(namespace, name)] = lambda: self._record(body, status, decision, events)
+            self.defer(lambda: self._record_deferred(namespace, name))
+        else:
+            self._record(body, status, decision, events)
+        return decision
+
+    def _record_deferred(self, namespace: str, name: str) -> None:
+        with self._lock_for(namespace, name):
+            self._flush_deferred(namespace, name)
+
+    def _flush_deferred(self, namespace: str, name: str) -> None:
+        """The record a reconcile of this resource deferred, if it is not written yet. One that
+        fails (the resource is gone, the API server refuses) is left: its Job holds the run, and
+        the next reconcile adopts it."""
+        record = self._deferred.pop((namespace, name), None)
+        if record is None:
+            return
+        try:
+            record()
+        except ClusterError as error:
+            logger.warning(
+                "Recording %s/%s failed (%s); its next reconcile does", namespace, name, error
+            )
+
+    def _record(
+        self,
+        body: dict[str, Any],
+        status: DatabaseMigrationStatus,
+        decision: Decision,
+        events: list[PendingEvent],
+    ) -> None:
+        """The status the decision gives, the revisit it needs, then its Events."""
+        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
         written = self._write_status(body, status, decision)
         if self.revisits is not None:
             if needs_a_later_look(written):
@@ -214,7 +263,6 @@ class Reconciler:
         # for, and an Event is best effort.
         for event in events:
             self.cluster.record_event(body, event.type, event.reason, event.message)
-        return decision
 
     def _observe(
         self,
