@@ -547,19 +547,36 @@ each change measured before it was kept):
    bench), without a line per followed event (`operator/logs.py`).
 
 With 1 to 3 the p99s at 200 moved little (pre_deploy 1.3-1.5 s, post_deploy 1.7 s); 4 and 5
-cut the operator's CPU, and 7 let the operator's requests be answered: on the final tree
-pre_deploy's p99 at 200 ranged 0.81 to 0.86 s over four runs, post_deploy's 0.997 to
-1.17 s: at the target, under it in one run of four. What still waits,
-traced in post_deploy: the reconcile threads block on the emulator's answers while the 200 new
-images are admitted (the bench ships them all at once; each PATCH calls the gate webhook over a
-new TLS connection), so the first rollout-complete reconcile starts about 0.5 s after its
-request. Tried and not kept, no change beyond the runs' spread: 8 or 16 reconcile threads
-instead of 4; the emulator keeping its webhook connections open; larger garbage-collector
-thresholds in the operator; a switch interval of 1 ms for the interpreter's lock (p99s at
-200 of 0.56-0.98 s and 1.00-1.01 s in two runs, against 0.81-0.85 s and 1.03-1.17 s); the
-resync timer no longer applying to a resource whose Job runs (kopf's finalizer is added and
-removed around each post_deploy Job: 2 PATCHes and 2 events per Deployment and round, but
-after the moment measured).
+cut the operator's CPU, and 7 let the operator's requests be answered: pre_deploy's p99 at 200
+ranged 0.81 to 0.86 s over four runs, post_deploy's 0.997 to 1.17 s. Tried and not kept then,
+no change beyond the runs' spread: 8 or 16 reconcile threads instead of 4; the emulator keeping
+its webhook connections open; larger garbage-collector thresholds in the operator; a switch
+interval of 1 ms for the interpreter's lock.
+
+**The session after (2026-11-29)**, each change measured with this bench, two or three runs:
+that day the tree above gave p99s at 200 of 1.27-1.36 s (pre_deploy) and 1.27-1.32 s
+(post_deploy) in two runs, and the same tree's p99s moved by up to 30% from one run to the
+next, so the CPU and the requests per round are the steadier figures.
+
+10. Revisits instead of kopf's timer (`lanes.later`): kopf added its finalizer to a resource
+    when its timer started to apply and removed it when it stopped, 2 PATCHes and 2 more
+    events per post_deploy round; kopf's patching alone was 13% of the operator's interpreter
+    time in a profile at 200 (`--profile`). post_deploy's CPU per round went from 3.0-3.4 s
+    to 2.2-2.5 s, its requests per Deployment from 14.1 to 12.1.
+11. One kopf index handler for the DatabaseMigrations instead of two (kopf's bookkeeping per
+    handler call, not the function, was the cost).
+12. A reconcile that an event asked for reads the Deployment as the watch last delivered it
+    (`operator/seen.py`), as a controller reading from an informer's cache does: requests per
+    Deployment and round from 16 to 13 (pre_deploy) and 12 to 10 (post_deploy).
+13. The operator freezes what it has built before kopf starts (`gc.freeze`, about 165,000
+    objects): a full garbage collection, a stop of every handler and reconcile, went from
+    110-140 ms to 7-19 ms.
+14. A reconcile that creates a Job or releases a Deployment writes its record (status,
+    Events) on a lane after the other resources' waited-for steps, and before its own
+    resource's next reconcile in any case (`Reconciler.defer`). At 200 at once, each of
+    those reconciles had made all the others wait for its status PATCH and Events. This is
+    what moved the p99s: over three runs, pre_deploy 0.71-0.82 s (0.95-1.45 s with 10 to 13
+    alone) and post_deploy 0.40-0.42 s (0.62-1.24 s).
 
 **Earlier (2026-11-28):** with the admission handlers as plain functions, pre_deploy at 200
 deadlocked: the releases' PATCHes, sent from kopf's thread pool, waited for the gate webhook,
@@ -567,12 +584,12 @@ whose handler waited for a thread of the same pool; the handlers are coroutines 
 Before the emulator answered lists from indexes (bench/rollout_cluster.py), its walks of the
 whole store made the emulator the bottleneck and doubled the p99s at 200.
 
-**What is left, in order:** measure where the emulator and its controllers do not share the
-operator's two cores (a real cluster or kind on a machine of its own), to tell the operator's
-own delay at 200 from this machine's; post_deploy's p99 at 200 is about the 1 s target here, and
-most of its wait is the emulator's. Then kopf's work per event (one index handler instead of
-two; its finalizer around each running Job) and `http.client`'s per-request cost. With one
-Deployment both delays are a few tens of milliseconds.
+**What is left:** measure where the emulator and its controllers do not share the operator's
+two cores (a real cluster or kind on a machine of its own), to tell the operator's own delay at
+200 from this machine's. Per event, kopf's own work is now the largest part of the operator's
+CPU (its logger, causes and handler bookkeeping for each of the about 7 Deployment events per
+rollout), then `http.client`'s per-request cost. With one Deployment both delays are a few
+tens of milliseconds.
 """
 
 
