@@ -392,6 +392,12 @@ def _applied(deployment: dict[str, Any], step: GateStep | None) -> dict[str, Any
     return deployment
 
 
+def _confirmed_by_shop_db() -> dict[str, Any]:
+    """Paused for both resources, shop-db's migration done and confirmed."""
+    paused = _paused_for_both(_deployment())
+    return _applied(paused, gate_step(paused, SHOP_AND_AUDIT, "shop-db", True))
+
+
 def test_a_lone_resource_keeps_its_own_hash_and_several_cover_every_container_named() -> None:
     deployment = _deployment()
     assert Gates.alone(["api"]).deployment_hash(deployment) == _hash(deployment)
@@ -427,8 +433,7 @@ def test_the_first_of_several_to_succeed_confirms_and_the_last_releases() -> Non
 
 
 def test_nothing_is_released_while_another_resources_migration_has_not_succeeded() -> None:
-    paused = _paused_for_both(_deployment())
-    confirmed = _applied(paused, gate_step(paused, SHOP_AND_AUDIT, "shop-db", True))
+    confirmed = _confirmed_by_shop_db()
     assert gate_step(confirmed, SHOP_AND_AUDIT, "audit-db", target_succeeded=False) is None
     # shop-db's migration no longer stands (its target changed): it withdraws.
     withdrawn = gate_step(confirmed, SHOP_AND_AUDIT, "shop-db", target_succeeded=False)
@@ -438,8 +443,7 @@ def test_nothing_is_released_while_another_resources_migration_has_not_succeeded
 
 
 def test_a_release_fails_when_a_confirmation_it_counted_was_withdrawn() -> None:
-    paused = _paused_for_both(_deployment())
-    confirmed = _applied(paused, gate_step(paused, SHOP_AND_AUDIT, "shop-db", True))
+    confirmed = _confirmed_by_shop_db()
     last = gate_step(confirmed, SHOP_AND_AUDIT, "audit-db", target_succeeded=True)
     assert last is not None
     withdrawn = json_patch(confirmed, withdraw_patch(SHOP, confirmations_of(confirmed)[SHOP]))
@@ -455,8 +459,7 @@ def _admitted_for_both(new: dict[str, Any], old: dict[str, Any]) -> dict[str, An
 
 
 def test_a_new_template_clears_the_confirmations_of_the_one_it_replaces() -> None:
-    paused = _paused_for_both(_deployment())
-    confirmed = _applied(paused, gate_step(paused, SHOP_AND_AUDIT, "shop-db", True))
+    confirmed = _confirmed_by_shop_db()
     newer = _with_image(confirmed, "worker", "worker:2")
 
     stored = _admitted_for_both(newer, confirmed)
@@ -481,8 +484,7 @@ def test_going_back_to_the_approved_template_clears_the_confirmations_too() -> N
 
 
 def test_a_resource_leaving_releases_the_template_the_others_all_migrated() -> None:
-    paused = _paused_for_both(_deployment())
-    confirmed = _applied(paused, gate_step(paused, SHOP_AND_AUDIT, "shop-db", True))
+    confirmed = _confirmed_by_shop_db()
     remaining = SHOP_AND_AUDIT.without("audit-db")
 
     released = json_patch(confirmed, hand_over_patch(confirmed, remaining, "audit-db"))
@@ -494,15 +496,14 @@ def test_a_resource_leaving_releases_the_template_the_others_all_migrated() -> N
 
 
 def test_a_resource_leaving_before_the_others_migrated_only_takes_its_confirmation() -> None:
-    paused = _paused_for_both(_deployment())
-    confirmed = _applied(paused, gate_step(paused, SHOP_AND_AUDIT, "shop-db", True))
+    confirmed = _confirmed_by_shop_db()
     remaining = SHOP_AND_AUDIT.without("shop-db")
 
     left = json_patch(confirmed, hand_over_patch(confirmed, remaining, "shop-db"))
 
     assert left["spec"]["paused"] is True
     assert confirmations_of(left) == {}
-    assert hand_over_patch(paused, remaining, "shop-db") == []
+    assert hand_over_patch(_paused_for_both(_deployment()), remaining, "shop-db") == []
 
 
 def test_a_confirmation_key_is_a_valid_annotation_name_for_any_resource_name() -> None:

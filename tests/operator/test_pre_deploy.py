@@ -553,11 +553,10 @@ AUDIT_V41 = {"0001_audit_log.sql": "CREATE TABLE audit_log (id integer PRIMARY K
 AUDIT_V42 = {**AUDIT_V41, "0002_audit_trail.sql": "CREATE TABLE audit_trail (id integer);"}
 
 
-async def _two_databases_held(
+async def _two_databases_serving(
     cluster: Cluster, root: Path, shop_url: str, audit_url: str
-) -> asyncio.Event:
-    """v41 serving with both databases migrated; v42 shipped, shop-db's migration done and
-    audit-db's Job held until the returned event is set."""
+) -> None:
+    """v41 rolled out, both its databases migrated, its hash approved."""
     _image(cluster, root, V41, ORDERS, audit=AUDIT_V41)
     await cluster.create_secret("shop-db", {"url": shop_url})
     await cluster.create_secret("audit-db", {"url": audit_url})
@@ -568,6 +567,14 @@ async def _two_databases_held(
     await _wait_for("v41 approved", _released_with(cluster, V41), cluster)
     for name in ("shop-db", "audit-db"):
         await cluster.wait_for_status(name, _ready_for(V41))
+
+
+async def _two_databases_held(
+    cluster: Cluster, root: Path, shop_url: str, audit_url: str
+) -> asyncio.Event:
+    """v41 serving with both databases migrated; v42 shipped, shop-db's migration done and
+    audit-db's Job held until the returned event is set."""
+    await _two_databases_serving(cluster, root, shop_url, audit_url)
 
     _image(cluster, root, V42, INVOICES, audit=AUDIT_V42)
     audit_held = cluster.jobs.held["audit-db"] = asyncio.Event()
@@ -615,14 +622,7 @@ async def test_with_two_databases_a_new_template_waits_for_both_migrations(
 async def test_with_two_databases_a_failed_migration_holds_the_template_for_both(
     cluster: Cluster, postgres_url: str, other_postgres_url: str, tmp_path: Path
 ) -> None:
-    _image(cluster, tmp_path, V41, ORDERS, audit=AUDIT_V41)
-    await cluster.create_secret("shop-db", {"url": postgres_url})
-    await cluster.create_secret("audit-db", {"url": other_postgres_url})
-    await cluster.create("apps", "deployments", _deployment_manifest(V41))
-    await _wait_for("v41 rolled out", lambda: _images_of_pods(cluster) == {V41}, cluster)
-    await cluster.apply_database_migration("shop-db", _spec())
-    await cluster.apply_database_migration("audit-db", _spec("/app/audit", "audit-db"))
-    await _wait_for("v41 approved", _released_with(cluster, V41), cluster)
+    await _two_databases_serving(cluster, tmp_path, postgres_url, other_postgres_url)
     broken = {**AUDIT_V41, "0002_broken.sql": "CREATE TABLE audit_trail (id"}
     _image(cluster, tmp_path, V42, INVOICES, audit=broken)
 
