@@ -5,6 +5,7 @@ test's own against the emulator, with the operator stopped, so that nothing else
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +27,12 @@ async def _job_started_with_its_record_deferred(
     reconciler = Reconciler(cluster.api, ReconcilerSettings(RunnerSettings(image=RUNNER_IMAGE)))
     deferred: list[Callable[[], object]] = []
     reconciler.defer = deferred.append
-    await asyncio.to_thread(reconciler.reconcile, NAMESPACE, "shop-db")
+    # As a lane runs what ended and is waited for (a rollout or a pre_deploy Job).
+    await asyncio.to_thread(
+        functools.partial(reconciler.reconcile, watched=True, waited_for=True),
+        NAMESPACE,
+        "shop-db",
+    )
     return reconciler, deferred
 
 
@@ -80,3 +86,21 @@ async def test_a_deferred_record_goes_before_the_resources_next_reconcile(
         "RunSucceeded",
     ]
     assert len(cluster.jobs_of("shop-db")) == 1  # recorded, so not started again
+
+
+async def test_a_reconcile_nothing_waits_on_records_at_once(
+    cluster: Cluster, postgres_url: str, tmp_path: Path
+) -> None:
+    """A resource just created (kopf's handler): its status shows the Job at once."""
+    await _application(cluster, tmp_path, postgres_url, GOOD_MIGRATIONS)
+    await cluster.stop_operator()
+    cluster.jobs.released.clear()
+    await cluster.apply_database_migration("shop-db", _spec())
+    reconciler = Reconciler(cluster.api, ReconcilerSettings(RunnerSettings(image=RUNNER_IMAGE)))
+    deferred: list[Callable[[], object]] = []
+    reconciler.defer = deferred.append
+
+    await asyncio.to_thread(reconciler.reconcile, NAMESPACE, "shop-db")
+
+    assert deferred == []
+    assert _status(cluster)["lastRun"]["result"] == "Running"  # type: ignore[index]

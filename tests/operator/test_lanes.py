@@ -26,11 +26,13 @@ class Recorder:
         self.fail_for: set[str] = set()
         self.times: list[float] = []  # when each call started (time.monotonic)
         self.watched: list[bool] = []  # whether each call could read what the watch saw
+        self.waited_for: list[bool] = []  # whether a rollout or a Job waits on each call
 
-    def reconcile(self, namespace: str, name: str, *, watched: bool) -> None:
+    def reconcile(self, namespace: str, name: str, *, watched: bool, waited_for: bool) -> None:
         self.go.wait(WAIT_SECONDS)
         self.times.append(time.monotonic())
         self.watched.append(watched)
+        self.waited_for.append(waited_for)
         self.calls.append((namespace, name))
         self.done.release()
         if name in self.fail_for:
@@ -71,6 +73,7 @@ def test_what_is_waited_for_comes_first_then_results_to_record_then_changes() ->
         ("shop", "post-deploy-job-finished"),
         ("shop", "new-image"),
     ]
+    assert recorder.waited_for == [False, True, True, False, False]
     lanes.stop()
 
 

@@ -58,7 +58,9 @@ class _Request:
 
 
 class Reconciles(Protocol):
-    def reconcile(self, namespace: str, name: str, *, watched: bool) -> object: ...
+    def reconcile(
+        self, namespace: str, name: str, *, watched: bool, waited_for: bool
+    ) -> object: ...
 
 
 class ReconcileLanes:
@@ -172,7 +174,8 @@ class ReconcileLanes:
                 # Asked for by an event, which stored what it saw first (seen.py); a revisit
                 # reads everything from the API server.
                 watched = request.urgency != Urgency.REVISIT
-                self._reconciler.reconcile(namespace, name, watched=watched)
+                waited_for = request.urgency == Urgency.ENDED
+                self._reconciler.reconcile(namespace, name, watched=watched, waited_for=waited_for)
             except Exception:
                 logger.exception(
                     "Reconciling %s/%s failed; it is tried again in %.0f s or at its next change",

@@ -165,19 +165,22 @@ class Reconciler:
         body: Mapping[str, Any] | None = None,
         *,
         watched: bool = False,
+        waited_for: bool = False,
     ) -> Decision | None:
         """Bring one resource a step closer to its target; None when it no longer exists.
 
         `body` is the resource as kopf delivered it to a create, update or resume handler: it is
         used instead of reading the resource again when it is known to be current (see
         `_current_body`). `watched`: an event asked for this reconcile, and the Deployment is
-        read as the watch last delivered it (seen.py)."""
+        read as the watch last delivered it (seen.py). `waited_for`: what ended (a rollout, a
+        pre_deploy Job) has a rollout or a Job waiting on this reconcile's step; the record
+        after that step may go later (`defer`)."""
         lock = self._lock_for(namespace, name)
         delivered = body if body is not None and lock.acquire(blocking=False) else None
         if delivered is None:
             lock.acquire()
         try:
-            return self._reconcile_locked(namespace, name, delivered, watched)
+            return self._reconcile_locked(namespace, name, delivered, watched, waited_for)
         finally:
             lock.release()
 
@@ -196,7 +199,12 @@ class Reconciler:
         return self.cluster.database_migration(namespace, name)
 
     def _reconcile_locked(
-        self, namespace: str, name: str, delivered: Mapping[str, Any] | None, watched: bool
+        self,
+        namespace: str,
+        name: str,
+        delivered: Mapping[str, Any] | None,
+        watched: bool,
+        waited_for: bool,
     ) -> Decision | None:
         self._flush_deferred(namespace, name)  # the previous reconcile's record goes first
         body = self._current_body(namespace, name, delivered)
@@ -213,10 +221,10 @@ class Reconciler:
             # Before the status: a held rollout waits for its release, not for the record (which
             # the Job keeps until the status is written: a crash in between loses nothing).
             decision = self._operate_gate(body, observed.deployment.body, decision, events)
-        waited_for = decision.action is Action.CREATE_JOB or (
+        stepped = decision.action is Action.CREATE_JOB or (
             decision.gate is not None and decision.gate.release
         )
-        if waited_for and self.defer is not None:
+        if waited_for and stepped and self.defer is not None:
             # The Job exists, or the Deployment is released: that is what is waited for. The
             # record waits behind the other resources' such steps (the Job holds the run until
             # it is written), and goes before the resource's next reconcile in any case.

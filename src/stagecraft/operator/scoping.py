@@ -173,7 +173,8 @@ class ScopedReconciler(Reconciler):
         body: Mapping[str, Any] | None = None,
         *,
         watched: bool = False,
+        waited_for: bool = False,
     ) -> Decision | None:
         if not self.scope.admits(namespace):
             return None
-        return super().reconcile(namespace, name, body, watched=watched)
+        return super().reconcile(namespace, name, body, watched=watched, waited_for=waited_for)
