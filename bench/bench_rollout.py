@@ -571,12 +571,16 @@ next, so the CPU and the requests per round are the steadier figures.
 13. The operator freezes what it has built before kopf starts (`gc.freeze`, about 165,000
     objects): a full garbage collection, a stop of every handler and reconcile, went from
     110-140 ms to 7-19 ms.
-14. A reconcile that creates a Job or releases a Deployment writes its record (status,
-    Events) on a lane after the other resources' waited-for steps, and before its own
-    resource's next reconcile in any case (`Reconciler.defer`). At 200 at once, each of
-    those reconciles had made all the others wait for its status PATCH and Events. This is
-    what moved the p99s: over three runs, pre_deploy 0.71-0.82 s (0.95-1.45 s with 10 to 13
-    alone) and post_deploy 0.40-0.42 s (0.62-1.24 s).
+14. A reconcile that a rollout or a pre_deploy Job's end asked for, and that creates a Job or
+    releases a Deployment, writes its record (status, Events) on a lane after the other
+    resources' such steps, and before its own resource's next reconcile in any case
+    (`Reconciler.defer`). At 200 at once, each of those reconciles had made all the others
+    wait for its status PATCH and Events. This is what moved the p99s: over five runs,
+    pre_deploy 0.71-0.83 s (0.95-1.45 s with 10 to 13 alone) and post_deploy 0.40-0.48 s
+    (0.62-1.24 s). Deferring every such record, kopf's create handler's included, made 1,000
+    resources created at once (bench_operator.py) get their statuses after 13 s instead of
+    about 5 s; only what is waited for defers. "New image -> Job created" is not shortened:
+    those reconciles come after what ended, by design (see 3).
 
 **Earlier (2026-11-28):** with the admission handlers as plain functions, pre_deploy at 200
 deadlocked: the releases' PATCHes, sent from kopf's thread pool, waited for the gate webhook,
