@@ -158,6 +158,10 @@ class Reconciler:
         with self._locks_guard:
             return self._locks.setdefault((namespace, name), threading.Lock())
 
+    def admits(self, namespace: str) -> bool:
+        """Whether this reconciler acts on resources in `namespace` (scoping.py narrows it)."""
+        return True
+
     def reconcile(
         self,
         namespace: str,
@@ -174,7 +178,10 @@ class Reconciler:
         `_current_body`). `watched`: an event asked for this reconcile, and the Deployment is
         read as the watch last delivered it (seen.py). `waited_for`: what ended (a rollout, a
         pre_deploy Job) has a rollout or a Job waiting on this reconcile's step; the record
-        after that step may go later (`defer`)."""
+        after that step may go later (`defer`). None without a look at a namespace this
+        reconciler does not act in (`admits`)."""
+        if not self.admits(namespace):
+            return None
         lock = self._lock_for(namespace, name)
         delivered = body if body is not None and lock.acquire(blocking=False) else None
         if delivered is None:

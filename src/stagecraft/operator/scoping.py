@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from .planner import Decision
 from .reconcile import Reconciler
 
 # Label keys: an optional DNS subdomain prefix and a name; values: the name rule, or empty.
@@ -166,15 +165,5 @@ class ScopedReconciler(Reconciler):
         super().__init__(*args, **kwargs)
         self.scope = scope
 
-    def reconcile(
-        self,
-        namespace: str,
-        name: str,
-        body: Mapping[str, Any] | None = None,
-        *,
-        watched: bool = False,
-        waited_for: bool = False,
-    ) -> Decision | None:
-        if not self.scope.admits(namespace):
-            return None
-        return super().reconcile(namespace, name, body, watched=watched, waited_for=waited_for)
+    def admits(self, namespace: str) -> bool:
+        return self.scope.admits(namespace)
