@@ -91,8 +91,9 @@ class Observed:
     scheduled_retry_at: datetime | None = None  # status.nextRetryAt, set while a retry waits
     retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
     deployment: DeploymentObservation | None = None  # spec.deployment, when it exists
-    # The other pre_deploy resources that gate the same Deployment (the operator's index).
-    other_gates: tuple[Gate, ...] = ()
+    # pre_deploy: the resources that gate spec.deployment, this one included (the operator's
+    # index); None: this one alone.
+    gates: Gates | None = None
 
 
 @dataclass(frozen=True)
@@ -369,6 +370,14 @@ def strategy_is_pre_deploy(spec: DatabaseMigrationSpec) -> bool:
     return spec.migrations.strategy is Strategy.PRE_DEPLOY and spec.deployment is not None
 
 
+def _gating(spec: DatabaseMigrationSpec, observed: Observed) -> Gates:
+    return (
+        observed.gates
+        if observed.gates is not None
+        else gates_for(spec, observed.resource_name, others=())
+    )
+
+
 def _gate_step(observed: Observed, decision: Decision) -> GateStep | None:
     """pre_deploy, after the decision: release the paused template once its target's run has
     succeeded (or record the hash of a Deployment that was never paused), and report a resume
@@ -383,7 +392,7 @@ def _gate_step(observed: Observed, decision: Decision) -> GateStep | None:
         and run.result == "Succeeded"
         and run.target_hash == decision.target_hash
     )
-    gates = gates_for(spec, observed.resource_name, observed.other_gates)
+    gates = _gating(spec, observed)
     return gate_step(observed.deployment.body, gates, observed.resource_name, succeeded)
 
 
@@ -394,7 +403,7 @@ def _with_gate_verdict(observed: Observed, decision: Decision) -> Decision:
     if spec is None or not strategy_is_pre_deploy(spec) or observed.deployment is None:
         return decision
     body = observed.deployment.body
-    gates = gates_for(spec, observed.resource_name, observed.other_gates)
+    gates = _gating(spec, observed)
     step = decision.gate
     if step is not None and step.releases_or_approves:
         return decision  # the template's migration succeeded: released by this reconcile

@@ -18,11 +18,11 @@ from typing import Any, Protocol
 from .cluster import Cluster, ClusterError
 from .conditions import RECONCILING, EventReason, Phase, Reason, Verdict, updated_conditions
 from .gate import (
-    Gate,
     Gates,
     approve_patch,
     clear_resume_refused_patch,
     confirm_patch,
+    deployment_gate_hash,
     forget_gate_patch,
     hand_over_patch,
     holds_a_template,
@@ -293,15 +293,16 @@ class Reconciler:
         deployment: DeploymentObservation | None = None
         spec = validation.spec
         target: str | None = None
-        others: tuple[Gate, ...] = ()
+        gates: Gates | None = None
         if spec is not None:
             if strategy_is_pre_deploy(spec) and spec.deployment is not None:
-                others = self.gates.others(namespace, spec.deployment.name, name)
+                gates = gates_for(
+                    spec, name, self.gates.others(namespace, spec.deployment.name, name)
+                )
             read = self._deployment(namespace, spec, watched)
             lookup = resolve_source(self.cluster, namespace, spec, read)
             target = target_hash(spec, lookup.source) if lookup.source is not None else None
             if read is not None:
-                gates = gates_for(spec, name, others)
                 deployment = self._observe_deployment(
                     namespace, spec, read, status, target, gates=gates
                 )
@@ -328,7 +329,7 @@ class Reconciler:
             retry_policy=self.settings.retry,
             scheduled_retry_at=parse_time(status.next_retry_at) if status.next_retry_at else None,
             deployment=deployment,
-            other_gates=others,
+            gates=gates,
         )
 
     def _deployment(
@@ -348,7 +349,7 @@ class Reconciler:
         status: DatabaseMigrationStatus,
         target: str | None,
         *,
-        gates: Gates,
+        gates: Gates | None,
     ) -> DeploymentObservation:
         """The Deployment, with its pods (those its selector's matchLabels select) when the
         decision reads them."""
@@ -515,8 +516,11 @@ class Reconciler:
                 # Its change reconciles the other gating resources: the last to succeed sees
                 # every confirmation and releases.
                 self.cluster.patch_deployment(namespace, name, confirm_patch(*step.confirm))
-            release = release_patch(step.gate_hash, step.stale_pending, step.confirmations)
-            if step.release and self.cluster.patch_deployment(namespace, name, release):
+            if step.release and self.cluster.patch_deployment(
+                namespace,
+                name,
+                release_patch(step.gate_hash, step.stale_pending, step.confirmations),
+            ):
                 message = f"released Deployment {name}: template {step.gate_hash} is migrated"
                 events.append(PendingEvent("Normal", EventReason.DEPLOYMENT_RELEASED, message))
             elif step.approve:
@@ -570,7 +574,7 @@ class Reconciler:
             if not self.cluster.patch_deployment(namespace, reference.name, operations):
                 return False
             if held and involved is not None:
-                gate = Gates.alone(reference.containers).deployment_hash(deployment)
+                gate = deployment_gate_hash(deployment, reference.containers)
                 message = (
                     f"released Deployment {reference.name}: {why}; its template {gate} rolls out "
                     "without waiting for its migration"
